@@ -1,0 +1,6 @@
+//! vars: secrets generators for Nix fleets.
+//!
+//! Data flows one way, and the module list reads in that order:
+//! configuration (`manifest`) → plan (`graph`) → run (`sandbox`) → seal (`sops`, `keys`)
+//! → persist (`store`) → use cases (`generate`, `check`, `activate`) → `cli`.
+//! Lower layers never import higher ones.
