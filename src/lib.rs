@@ -4,3 +4,8 @@
 //! configuration (`manifest`) → plan (`graph`) → run (`sandbox`) → seal (`sops`, `keys`)
 //! → persist (`store`) → use cases (`generate`, `check`, `activate`) → `cli`.
 //! Lower layers never import higher ones.
+
+pub mod cli;
+pub mod keys;
+pub mod sops;
+pub mod store;

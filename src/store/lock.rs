@@ -1,0 +1,48 @@
+//! `sops/.lock`: one writer at a time. A second vars process waits for the
+//! first (and says so), so concurrent runs are serialised, never interleaved.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{io, StoreError};
+
+/// The held lock; released when dropped (or when the process dies).
+pub struct Lock {
+    _file: Flock<File>,
+}
+
+impl Lock {
+    pub fn acquire(root: &Path) -> Result<Lock, StoreError> {
+        let path = root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(f) => f,
+            Err((file, _)) => {
+                let mut holder = String::new();
+                let _ = (&file).read_to_string(&mut holder);
+                eprintln!(
+                    "waiting: another vars process (pid {}) holds the lock on {}",
+                    holder.trim(),
+                    root.parent().unwrap_or(root).display()
+                );
+                Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io(&path)(e.into()))?
+            }
+        };
+        let _ = file.as_fd();
+        let mut f: &File = &file;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = write!(f, "{}", std::process::id());
+        Ok(Lock { _file: file })
+    }
+}
