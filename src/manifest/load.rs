@@ -95,20 +95,23 @@ fn run(
 }
 
 /// The most specific line of Nix's error output: the last one mentioning `error:` (Nix prints
-/// the evaluation trace first and the cause last), else the last non-empty one.
+/// the evaluation trace first and the cause last) with the location Nix gives on the next
+/// line, else the last non-empty line.
 fn error_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .collect();
-    lines
-        .iter()
-        .rev()
-        .find(|line| line.contains("error:"))
-        .or(lines.last())
-        .map(|line| line.to_string())
-        .unwrap_or_else(|| "no error output".to_string())
+    let Some(at) = lines.iter().rposition(|line| line.contains("error:")) else {
+        return lines
+            .last()
+            .map_or_else(|| "no error output".to_string(), |line| line.to_string());
+    };
+    match lines.get(at + 1).filter(|next| next.starts_with("at ")) {
+        Some(location) => format!("{} ({})", lines[at], location.trim_end_matches(':')),
+        None => lines[at].to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +173,16 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "fleet.nix: nix-instantiate failed (exit status: 1): error: undefined variable \"x\""
+        );
+    }
+
+    #[test]
+    fn error_line_keeps_the_location() {
+        let stderr = "error: undefined variable 'x'\n\n       at /tmp/fleet.nix:1:14:\n\n  \
+                      1| { machines = x; }\n";
+        assert_eq!(
+            error_line(stderr),
+            "error: undefined variable 'x' (at /tmp/fleet.nix:1:14)"
         );
     }
 

@@ -36,7 +36,8 @@ pub enum Class {
 }
 
 /// A generator: a script producing a set of files, from its dependencies' files and prompts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Default` is the JSON defaults: a per-machine generator declaring nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Generator {
     /// One generator for the whole fleet (stored under `sops/shared/`) rather than one per machine.
     pub share: bool,
@@ -54,7 +55,7 @@ pub struct Generator {
     pub validation: Option<serde_json::Value>,
 }
 
-/// One declared output file of a generator.
+/// One declared output file of a generator. `Default` is the JSON defaults of a NixOS machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDecl {
     /// Sealed with SOPS (true) or stored raw as a public value (false).
@@ -76,7 +77,7 @@ pub struct FileDecl {
 }
 
 /// The activation phase that needs a file (JSON lowercase).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum NeededFor {
     /// Before disks are partitioned (e.g. disk encryption keys).
     Partitioning,
@@ -85,11 +86,12 @@ pub enum NeededFor {
     /// When users are created (e.g. password hashes).
     Users,
     /// When services start (the default).
+    #[default]
     Services,
 }
 
-/// A value asked from the user before the generator runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A value asked from the user before the generator runs. `Default` is the JSON defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prompt {
     /// The question shown to the user.
     pub description: String,
@@ -100,9 +102,10 @@ pub struct Prompt {
 }
 
 /// How a prompt is entered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum PromptType {
-    /// One echoed line (JSON `"line"`).
+    /// One echoed line (JSON `"line"`, the default).
+    #[default]
     Line,
     /// One line, not echoed (JSON `"hidden"`).
     Hidden,
@@ -110,6 +113,21 @@ pub enum PromptType {
     Multiline,
     /// Several lines, not echoed (JSON `"multiline-hidden"`).
     MultilineHidden,
+}
+
+impl Default for FileDecl {
+    fn default() -> FileDecl {
+        FileDecl {
+            secret: true,
+            deploy: true,
+            owner: "root".to_string(),
+            group: Class::Nixos.default_group().to_string(),
+            mode: 0o400,
+            needed_for: NeededFor::default(),
+            restart_units: Vec::new(),
+            path: None,
+        }
+    }
 }
 
 impl Class {
