@@ -5,7 +5,10 @@
 //! → persist (`store`) → use cases (`generate`, `check`, `activate`) → `cli`.
 //! Lower layers never import higher ones.
 
-pub mod cli;
+pub mod manifest;
+pub mod graph;
+pub mod sandbox;
 pub mod keys;
 pub mod sops;
 pub mod store;
+pub mod cli;
