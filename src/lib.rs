@@ -4,3 +4,5 @@
 //! configuration (`manifest`) → plan (`graph`) → run (`sandbox`) → seal (`sops`, `keys`)
 //! → persist (`store`) → use cases (`generate`, `check`, `activate`) → `cli`.
 //! Lower layers never import higher ones.
+
+pub mod sandbox;
