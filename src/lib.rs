@@ -5,10 +5,13 @@
 //! → persist (`store`) → use cases (`generate`, `check`, `activate`) → `cli`.
 //! Lower layers never import higher ones.
 
-pub mod manifest;
-pub mod graph;
-pub mod sandbox;
-pub mod keys;
-pub mod sops;
-pub mod store;
+pub mod check;
 pub mod cli;
+pub mod generate;
+pub mod graph;
+pub mod keys;
+pub mod manifest;
+pub mod sandbox;
+pub mod sops;
+pub mod status;
+pub mod store;
