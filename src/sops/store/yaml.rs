@@ -200,17 +200,16 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
-        match &ev {
+        let starts_node = matches!(
+            &ev,
             Event::Scalar(..)
-            | Event::SequenceStart(..)
-            | Event::MappingStart(..)
-            | Event::Alias(_) => {
-                if is_key || matches!(self.stack.last(), Some(Frame::List { .. })) {
-                    self.flush_comments(mark.line());
-                    self.attach_pending();
-                }
-            }
-            _ => {}
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+                | Event::Alias(_)
+        );
+        if starts_node && (is_key || matches!(self.stack.last(), Some(Frame::List { .. }))) {
+            self.flush_comments(mark.line());
+            self.attach_pending();
         }
         match ev {
             Event::DocumentStart => {
