@@ -21,6 +21,7 @@
       };
       script = ''
         set -eu
+        umask 077
         # a persisted answer may already be in place; otherwise copy the prompt
         if [ ! -e "$out/hcloud-token" ]; then
           token=""

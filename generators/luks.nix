@@ -23,6 +23,7 @@
         };
         script = ''
           set -eu
+          umask 077
           if command -v openssl >/dev/null 2>&1; then
             pass=$(openssl rand -base64 32)
           else

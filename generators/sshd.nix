@@ -26,6 +26,7 @@ let
     };
     script = ''
       set -eu
+      umask 077
       ${vars.requireTool {
         generator = "openssh-ca";
         tool = "ssh-keygen";
@@ -77,6 +78,7 @@ in
         };
         script = ''
           set -eu
+          umask 077
           ${vars.requireTool {
             generator = "openssh";
             tool = "ssh-keygen";
@@ -120,6 +122,7 @@ in
         };
         script = ''
           set -eu
+          umask 077
           printf '@cert-authority %s %s\n' ${vars.shellQuote (builtins.concatStringsSep "," patterns)} \
             "$(cat "$in/openssh-ca/id_ed25519.pub")" > "$out/ssh_known_hosts"
         '';

@@ -48,6 +48,7 @@
             { };
         script = ''
           set -eu
+          umask 077
           pw=""
           if [ -f "$prompts/password" ]; then
             pw=$(cat "$prompts/password")

@@ -29,6 +29,7 @@
         files.public-key.secret = false;
         script = ''
           set -eu
+          umask 077
           if command -v wg >/dev/null 2>&1; then
             wg genkey > "$out/private-key"
             wg pubkey < "$out/private-key" > "$out/public-key"

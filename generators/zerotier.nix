@@ -96,6 +96,7 @@ in
         files.network-id.secret = false;
         script = ''
           set -eu
+          umask 077
           ${makeIdentity "zerotier-controller"}
           work=$(mktemp -d "''${TMPDIR:-/tmp}/zerotier.XXXXXX")
           trap 'rm -rf "$work"' EXIT
@@ -148,6 +149,7 @@ in
           if isController then
             ''
               set -eu
+              umask 077
               # the controller is a peer of its own network with the same node identity
               cp "$in/zerotier-controller/identity-secret" "$out/identity-secret"
               cp "$in/zerotier-controller/node-id" "$out/node-id"
@@ -155,6 +157,7 @@ in
           else
             ''
               set -eu
+              umask 077
               ${makeIdentity "zerotier"}
               work=$(mktemp -d "''${TMPDIR:-/tmp}/zerotier.XXXXXX")
               trap 'rm -rf "$work"' EXIT
@@ -172,6 +175,7 @@ in
           if isController then
             ''
               set -eu
+              umask 077
               nwid=$(tr -d '\n' < "$in/zerotier-controller/network-id")
               ${ipScript}
             ''
@@ -183,6 +187,7 @@ in
           else
             ''
               set -eu
+              umask 077
               nwid=${vars.shellQuote networkId}
               ${ipScript}
             '';

@@ -355,6 +355,35 @@ let
     in
     mapAttrs (_: v: v.def) (foldl' step { } contributions);
 
+  # The manifest of one machine from already-typed generator definitions (the
+  # NixOS and nix-darwin modules): only the manifest's fields are kept, checked
+  # by the same rules as the inventory.
+  machineManifest =
+    {
+      name,
+      class,
+      tags,
+      generators,
+    }:
+    let
+      pick = fields: r: builtins.intersectAttrs fields r;
+      strip =
+        g: d:
+        normalizeGenerator "vars.generators.${g}" (
+          (pick generatorFields d)
+          // {
+            files = mapAttrs (_: pick fileFields) (d.files or { });
+            prompts = mapAttrs (_: pick promptFields) (d.prompts or { });
+          }
+        );
+    in
+    {
+      machines.${name} = {
+        inherit class tags;
+        generators = mapAttrs strip generators;
+      };
+    };
+
 in
 {
   inherit
@@ -374,6 +403,7 @@ in
     validName
     normalizeGenerator
     checkNames
+    machineManifest
     mergeContributions
     showValue
     ;
