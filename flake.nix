@@ -159,7 +159,7 @@
         vars =
           let
             # fleet.nix evaluated here, so the check needs no Nix inside the build
-            manifest = pkgs.writeText "fleet.json" (builtins.toJSON (import ./fleet.nix));
+            manifest = pkgs.writeText "fleet.json" (builtins.toJSON fleet);
           in
           pkgs.runCommand "vars-check"
             { nativeBuildInputs = [ self.packages.${pkgs.stdenv.hostPlatform.system}.default ]; }
