@@ -192,10 +192,15 @@ let
             builtins.seq v (machinesWithTag t)
           ) (attrNames byTag);
           members = vars.unique (attrNames checkedByName ++ tagged);
+          missing = filter (m: !(machines ? ${m})) (attrNames byName);
         in
         if !(module.roles ? ${roleName}) then
           throw "${rwhere}: module ${quote moduleName} has no role ${quote roleName} (roles: ${namesOf module.roles})"
+        else if missing != [ ] then
+          throw "${rwhere}: machine ${quote (builtins.head missing)} does not exist (machines: ${machineList})"
         else
+          # every per-machine entry is checked here, not when first used
+          builtins.seq (builtins.foldl' (ok: v: builtins.seq v ok) true (builtins.attrValues checkedByName)) (
           listToAttrs (
             map (m: {
               name = m;
@@ -207,6 +212,7 @@ let
                 ];
               };
             }) members
+          )
           );
 
       resolvedRoles = mapAttrs resolveRole usedRoles;
@@ -270,7 +276,14 @@ let
           ]
       ) (attrNames ri.roles)
     ) (attrNames resolved);
+
+  # Every instance, module, role and machine reference is checked even when no
+  # machine ends up with a generator from it.
+  checked = builtins.deepSeq (mapAttrs (
+    _: ri: mapAttrs (_: r: attrNames r.machines) ri.roles
+  ) resolved) true;
 in
+assert checked;
 {
   machines = mapAttrs (name: m: {
     inherit (m) class tags;

@@ -231,22 +231,28 @@ let
       "a ${typeOf v}";
 
   # Check the fields of one record against a field table; return the record.
+  # `where` names the contributor, `path` the record inside the generator
+  # ("" for the generator itself, "files.<f>", "prompts.<p>").
   checkRecord =
-    where: fields: r:
+    where: path: fields: r:
+    let
+      at = n: if path == "" then n else "${path}.${n}";
+      loc = if path == "" then where else "${where}: ${path}";
+    in
     if !isAttrs r then
-      throw "${where}: expected an attribute set, got ${showValue r}"
+      throw "${loc}: expected an attribute set, got ${showValue r}"
     else
       let
         unknown = filter (n: !(fields ? ${n})) (attrNames r);
         bad = filter (n: !(fields.${n}.check r.${n})) (attrNames r);
       in
       if unknown != [ ] then
-        throw "${where}: unknown field ${quote (builtins.head unknown)} (known: ${namesOf fields})"
+        throw "${loc}: unknown field ${quote (builtins.head unknown)} (known: ${namesOf fields})"
       else if bad != [ ] then
         let
           n = builtins.head bad;
         in
-        throw "${where}.${n}: expected ${fields.${n}.expected}, got ${showValue r.${n}}"
+        throw "${where}: ${at n}: expected ${fields.${n}.expected}, got ${showValue r.${n}}"
       else
         r;
 
@@ -266,12 +272,12 @@ let
   normalizeGenerator =
     where: def:
     let
-      g = checkRecord where generatorFields def;
-      files = mapAttrs (n: f: checkRecord "${where}.files.${n}" fileFields f) (
-        checkNames "${where}.files" "file" (g.files or { })
+      g = checkRecord where "" generatorFields def;
+      files = mapAttrs (n: f: checkRecord where "files.${n}" fileFields f) (
+        checkNames where "file" (g.files or { })
       );
-      prompts = mapAttrs (n: p: checkRecord "${where}.prompts.${n}" promptFields p) (
-        checkNames "${where}.prompts" "prompt" (g.prompts or { })
+      prompts = mapAttrs (n: p: checkRecord where "prompts.${n}" promptFields p) (
+        checkNames where "prompt" (g.prompts or { })
       );
     in
     if !(g ? script) then
