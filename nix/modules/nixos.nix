@@ -48,14 +48,12 @@ in
         })
         {
           vars = {
-            deps = [
-              "specialfs"
-              "users"
-              "groups"
-            ];
+            # after users and groups exist, so that owners resolve by name
+            deps = [ "specialfs" ] ++ lib.optionals usersScript [ "users" ];
             text = ''
               echo "vars: installing secrets"
               if report=$(${cfg.activateCommand} --phase services --secrets-dir ${lib.escapeShellArg cfg.secretsDir} --json); then
+                mkdir -p /run/nixos
                 ${pkgs.jq}/bin/jq -r '(.restartUnits // [])[]' <<<"$report" >> /run/nixos/activation-restart-list || true
               else
                 echo "vars: activation failed; the previous secrets stay in place" >&2

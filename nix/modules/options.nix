@@ -64,6 +64,7 @@ let
           installedPath = mkOption {
             type = types.str;
             readOnly = true;
+            defaultText = lib.literalExpression ''"''${config.vars.secretsDir}/<generator>.<file>"'';
             default =
               if config.neededFor == "users" then
                 "${cfg.secretsForUsersDir}/${generatorName}.${name}"
@@ -74,6 +75,7 @@ let
           value = mkOption {
             type = types.str;
             readOnly = true;
+            defaultText = lib.literalMD "the content of `sops/machines/<machine>/public/<generator>/<file>` (or `sops/shared/public/...`)";
             default =
               let
                 shared = cfg.generators.${generatorName}.share;
