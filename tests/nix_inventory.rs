@@ -1024,3 +1024,119 @@ fn peers_read_the_network_id_from_the_store_at_evaluation_time() {
     assert!(is_hex(&node, 10), "{node:?}");
     assert_eq!(run.read("zerotier-ip", "ip").trim(), rfc4193(nwid, &node));
 }
+
+// ------------------------------------------------- NixOS and darwin modules --
+
+/// The modules need nixpkgs' lib (the module system), which is not installed
+/// here: with NIXPKGS_LIB=/path/to/nixpkgs/lib this test evaluates them
+/// against stand-ins for the platform options; without it, it skips.
+#[test]
+fn nixos_and_darwin_modules_evaluate_with_the_module_system() {
+    let test = "nixos_and_darwin_modules_evaluate_with_the_module_system";
+    if !have_nix(test) {
+        return;
+    }
+    let Ok(lib) = std::env::var("NIXPKGS_LIB") else {
+        eprintln!("{test}: SKIPPED: set NIXPKGS_LIB to a nixpkgs lib/ directory to run it");
+        return;
+    };
+    let arg = format!("import {lib}");
+    let r = nix_eval(&["tests/fixtures/nix/modules-eval.nix", "--arg", "lib", &arg])
+        .unwrap_or_else(|e| panic!("the modules do not evaluate:\n{e}"));
+    let fleet = fleet();
+    for (host, class, group) in [
+        ("cinnabar", "nixos", "root"),
+        ("blackphos", "darwin", "wheel"),
+    ] {
+        let s = &r[host];
+        assert_eq!(s["failedAssertions"], serde_json::json!([]), "{host}");
+        let mine = &s["manifest"]["machines"][host];
+        let want = &fleet["machines"][host];
+        assert_eq!(mine["class"], class);
+        assert_eq!(mine["tags"], want["tags"]);
+        assert_eq!(names(&mine["generators"]), names(&want["generators"]));
+        // the module's manifest is the fleet's with the defaults filled in
+        for (g, def) in want["generators"].as_object().unwrap() {
+            let got = &mine["generators"][g];
+            for k in GENERATOR_FIELDS {
+                if k != "files" && k != "prompts" {
+                    assert_eq!(got[k], def[k], "{host}/{g}.{k}");
+                }
+            }
+            for (f, fdef) in def["files"].as_object().unwrap() {
+                let gotf = &got["files"][f];
+                assert_eq!(
+                    names(gotf).into_iter().collect::<BTreeSet<_>>(),
+                    set(&FILE_FIELDS),
+                    "{host}/{g}/{f}"
+                );
+                for (k, v) in fdef.as_object().unwrap() {
+                    if !(host == "cinnabar" && g == "openssh" && k == "path") {
+                        assert_eq!(&gotf[k], v, "{host}/{g}/{f}.{k}");
+                    }
+                }
+                assert_eq!(gotf["group"], group, "{host}/{g}/{f}");
+            }
+            for (p, pdef) in def["prompts"].as_object().unwrap() {
+                for (k, v) in pdef.as_object().unwrap() {
+                    assert_eq!(&got["prompts"][p][k], v, "{host}/{g}/{p}.{k}");
+                }
+            }
+        }
+        assert!(s["knownHosts"]
+            .as_str()
+            .unwrap()
+            .starts_with("@cert-authority * ssh-ed25519 "));
+    }
+
+    let c = &r["cinnabar"];
+    // a definition next to the fleet's merges into the same generator
+    assert_eq!(
+        c["manifest"]["machines"]["cinnabar"]["generators"]["openssh"]["files"]
+            ["ssh_host_ed25519_key"]["path"],
+        "/etc/ssh/ssh_host_ed25519_key"
+    );
+    assert_eq!(
+        c["installedPath"],
+        "/run/secrets-for-users/user-password-crs58.password-hash"
+    );
+    let scripts = &c["activationScripts"];
+    assert_eq!(scripts["users"]["deps"], serde_json::json!(["vars-users"]));
+    assert_eq!(
+        scripts["vars-users"]["deps"],
+        serde_json::json!(["specialfs"])
+    );
+    assert_eq!(
+        scripts["vars"]["deps"],
+        serde_json::json!(["specialfs", "users"])
+    );
+    let users = scripts["vars-users"]["text"].as_str().unwrap();
+    assert!(users.contains("activate --machine cinnabar"), "{users}");
+    assert!(
+        users.contains("--phase users --secrets-dir /run/secrets-for-users"),
+        "{users}"
+    );
+    let services = scripts["vars"]["text"].as_str().unwrap();
+    assert!(
+        services.contains("--phase services --secrets-dir /run/secrets --json"),
+        "{services}"
+    );
+    assert!(
+        services.contains("/run/nixos/activation-restart-list"),
+        "{services}"
+    );
+
+    let b = &r["blackphos"];
+    assert_eq!(
+        b["installedPath"],
+        "/var/run/vars/secrets-for-users/user-password-crs58.password-hash"
+    );
+    assert!(b["activationScripts"]["postActivation"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("vars-activate"));
+    assert_eq!(
+        b["launchd"]["vars-activate"]["serviceConfig"]["RunAtLoad"],
+        true
+    );
+}
