@@ -87,6 +87,6 @@ test:
 bench:
     @echo "bench: not implemented yet" >&2; exit 1
 
-# TODO: a scripted walk-through on the seed's fleet
+# the seed's fleet end to end, in a scratch copy (scripts/demo.sh)
 demo:
-    @echo "demo: not implemented yet" >&2; exit 1
+    scripts/demo.sh
