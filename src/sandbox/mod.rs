@@ -121,6 +121,9 @@ pub struct Sandbox {
     bwrap_system_args: bwrap::Args,
     /// The shared empty network namespace, when in use.
     netns: Option<SharedNetns>,
+    /// The sandbox's `/etc`, with [`Isolation::Bubblewrap`]. Declared before `base` so it is
+    /// removed before a private tmpfs holding it is unmounted.
+    _etc: Option<bwrap::PrivateEtc>,
     base: WorkBase,
     shell: Shell,
     /// What follows the runtime inputs' `bin/` directories in `PATH`.
@@ -186,11 +189,23 @@ impl SandboxBuilder {
         if Path::new("/run/current-system/sw/bin").is_dir() {
             path_suffix.push_str(":/run/current-system/sw/bin");
         }
+        let etc = match bwrap {
+            Some(_) => Some(bwrap::PrivateEtc::create(base.path())?),
+            None => None,
+        };
+        let bwrap_system_args = match &etc {
+            Some(etc) => {
+                let dev_shm = !base.path().starts_with("/dev");
+                bwrap::system_args(netns.is_some(), etc, dev_shm)
+            }
+            None => bwrap::Args::default(),
+        };
         let sandbox = Sandbox {
             isolation: self.isolation,
-            bwrap_system_args: bwrap::system_args(netns.is_some()),
+            bwrap_system_args,
             bwrap,
             netns,
+            _etc: etc,
             base,
             shell: Shell::detect(),
             path_suffix,
@@ -271,12 +286,10 @@ impl Sandbox {
         let (program, cmd) = match &self.bwrap {
             Some(bwrap_program) => {
                 let mounts = bwrap::RunMounts {
+                    root: work.root(),
                     inputs: &work.inputs(),
                     prompts: &work.prompts(),
-                    out: &work.out(),
                     tmp: &work.tmp(),
-                    home: &work.home(),
-                    script: &work.script(),
                 };
                 let args = bwrap::run_args(self.bwrap_system_args.clone(), &mounts, &env, &command);
                 let mut cmd = Command::new(bwrap_program);

@@ -82,6 +82,9 @@ pub(crate) fn run(
                     return Err(io::Error::last_os_error());
                 }
             }
+            // Descriptors this process opened without close-on-exec (by other code in the
+            // engine, or a library) must not reach the script.
+            mark_inherited_fds_cloexec();
             Ok(())
         });
     }
@@ -95,16 +98,19 @@ pub(crate) fn run(
     fcntl(reader.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
     let mut tail = Tail::new();
     let mut pipe_open = true;
-    let deadline = Instant::now() + timeout;
+    // A timeout too large to represent is no timeout.
+    let deadline = Instant::now().checked_add(timeout);
 
     let timed_out = loop {
         let now = Instant::now();
-        if now >= deadline {
-            break true;
-        }
+        let remaining = match deadline {
+            Some(deadline) if now >= deadline => break true,
+            Some(deadline) => deadline - now,
+            None => Duration::MAX,
+        };
         let wait = match pidfd {
-            Some(_) => deadline - now,
-            None => (deadline - now).min(FALLBACK_TICK),
+            Some(_) => remaining,
+            None => remaining.min(FALLBACK_TICK),
         };
         let mut fds = Vec::with_capacity(2);
         if pipe_open {
@@ -190,6 +196,39 @@ impl Tail {
     fn into_bytes(mut self) -> Zeroizing<Vec<u8>> {
         let start = self.bytes.len().saturating_sub(TAIL_BYTES);
         Zeroizing::new(self.bytes.split_off(start))
+    }
+}
+
+/// Sets close-on-exec on every descriptor above stderr. Called between fork and exec, so
+/// only async-signal-safe system calls: `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11), else
+/// `fcntl` on each possible descriptor below the soft `RLIMIT_NOFILE` (at most 65 536).
+/// Marking instead of closing keeps the standard library's own exec-error pipe working.
+fn mark_inherited_fds_cloexec() {
+    // SAFETY: close_range only changes descriptor flags of this (child) process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, exclusively borrowed rlimit structure.
+    let max_fd = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(65_536) as libc::c_int
+    } else {
+        65_536
+    };
+    for fd in 3..max_fd {
+        // SAFETY: F_SETFD on a descriptor that may not exist fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 
