@@ -23,11 +23,13 @@
 //!   and `_`.
 //! * **Isolation.** With [`Isolation::Bubblewrap`], under `bwrap` with every namespace
 //!   unshared, all capabilities dropped, and a root holding only the system directories, the
-//!   store and the run's own directories (see [`bwrap`] for the exact view). No network: by
-//!   default every sandbox of one `Sandbox` joins one empty network namespace created up front
-//!   (see [`netns`]), which is faster than one namespace per script and equally closed. With
-//!   [`Isolation::None`] (`--no-sandbox`), only the private tmpfs directory and the clean
-//!   environment apply.
+//!   store, a filtered copy of `/etc`, a minimal `/dev`, a fresh `/proc` and the run's own
+//!   directory; `/tmp` there is a symlink to `$TMPDIR` (the `bwrap` submodule documents the
+//!   exact view). No network: by default every script of one `Sandbox` runs in one empty
+//!   network namespace created up front (the `netns` submodule), which is cheaper than a new
+//!   namespace per script and just as closed. File descriptors the engine process has open are
+//!   never inherited. With [`Isolation::None`] (`--no-sandbox`), only the private tmpfs
+//!   directory, the clean environment and the descriptor hygiene apply.
 //! * **Timeout.** Past [`Job::timeout`] the script's whole process group is killed (under
 //!   bwrap, killing bwrap tears down its PID namespace and so every process the script
 //!   started), and [`SandboxError::Timeout`] is returned. Processes the script leaves running
@@ -43,8 +45,8 @@
 //! the process-group kill, and a script can read whatever the invoking user can. That mode
 //! exists for machines without bubblewrap and prints a warning (in the engine).
 //!
-//! `PR_SET_PDEATHSIG` ties each sandbox to the *thread* that called [`Sandbox::run`]: callers
-//! run jobs on threads that live at least as long as the call (a thread pool's workers).
+//! If the engine process dies, every sandbox dies with it (`PR_SET_PDEATHSIG`, bwrap's
+//! `--die-with-parent`).
 
 mod bwrap;
 mod error;
