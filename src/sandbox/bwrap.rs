@@ -20,8 +20,9 @@
 //! * the run's working directory, read-write, at its real absolute path (so `$in`, `$out`...
 //!   mean the same inside and outside), with `in/` and `prompts/` bound read-only on top;
 //! * `/tmp` as a symlink to the run's `tmp/` (`$TMPDIR`), so scripts that hard-code `/tmp`
-//!   write into the private, removed-afterwards tmpfs directory too; `/dev/shm` likewise
-//!   points at `/tmp` unless the working directory itself lives under `/dev`.
+//!   write into the private, removed-afterwards tmpfs directory too (an empty tmpfs instead
+//!   when the working directory itself lives under `/tmp`); `/dev/shm` points at `/tmp`
+//!   unless the working directory lives under `/dev`.
 //!
 //! Nothing else of the host is visible: not the repository, `$HOME`, `/root`, `/run/user`,
 //! `/var` or any key file.
@@ -359,10 +360,18 @@ pub(crate) fn run_args(
     env: &[(&str, OsString)],
     command: &[OsString],
 ) -> Vec<OsString> {
+    // When the working directory itself lives under /tmp (a private tmpfs mounted there),
+    // /tmp cannot be a symlink: it becomes an empty tmpfs holding the working directory.
+    let under_tmp = mounts.root.starts_with("/tmp");
+    if under_tmp {
+        args.one("--tmpfs", "/tmp");
+    }
     args.pair("--bind", mounts.root, mounts.root);
     args.pair("--ro-bind", mounts.inputs, mounts.inputs);
     args.pair("--ro-bind", mounts.prompts, mounts.prompts);
-    args.pair("--symlink", mounts.tmp, "/tmp");
+    if !under_tmp {
+        args.pair("--symlink", mounts.tmp, "/tmp");
+    }
     args.one("--chdir", mounts.tmp);
     args.one("--remount-ro", "/");
     for (key, value) in env {

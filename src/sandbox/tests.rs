@@ -929,6 +929,26 @@ fn private_tmpfs_is_mounted_when_no_candidate_is_a_tmpfs() {
 }
 
 #[test]
+fn bwrap_works_on_a_private_tmpfs_under_tmp() {
+    let not_tmpfs = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tmpfs_already = fs_magic(&not_tmpfs).ok() == Some(tmpfs_magic());
+    if !nix::unistd::geteuid().is_root() || tmpfs_already {
+        eprintln!("skipping: needs root and a crate directory not on tmpfs");
+        return;
+    }
+    let builder = Sandbox::builder(Isolation::Bubblewrap).work_dir_candidates(vec![not_tmpfs]);
+    let Some(sandbox) = try_bwrap(builder) else {
+        return;
+    };
+    assert!(sandbox.mounted_private_tmpfs());
+    let script = "echo scratch > /tmp/x\nstat -f -c %T \"$out\" > \"$out/t\"\nls -A /tmp | wc -l > \"$out/n\"";
+    let out = run_ok(&sandbox, &job("test/mounted-bwrap", script));
+    assert_eq!(text(&out, "t"), "tmpfs");
+    // /tmp holds the scratch file and the directory leading to the working directory only.
+    assert_eq!(text(&out, "n"), "2");
+}
+
+#[test]
 fn bwrap_missing_error_says_how_to_fix() {
     assert_eq!(bwrap::find_bwrap_in(Some("".as_ref()), &[]), None);
     assert_eq!(
