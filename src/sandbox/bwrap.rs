@@ -15,8 +15,8 @@
 //! * a fresh `/proc` (for the new PID namespace);
 //! * a minimal `/dev`: the host's `null`, `zero`, `random` and `urandom` nodes, and the
 //!   `fd`, `stdin`, `stdout`, `stderr` symlinks into `/proc/self/fd` (bash's process
-//!   substitution needs `/dev/fd`). No `pts`, no `tty`. (`--dev /dev` would cost a tmpfs, a
-//!   devpts instance and a bind per node, about a millisecond per run.);
+//!   substitution needs `/dev/fd`). No `pts`, no `tty`. (`--dev /dev` would add a tmpfs, a
+//!   devpts instance and more binds to every run.);
 //! * the run's working directory, read-write, at its real absolute path (so `$in`, `$out`...
 //!   mean the same inside and outside), with `in/` and `prompts/` bound read-only on top;
 //! * `/tmp` as a symlink to the run's `tmp/` (`$TMPDIR`), so scripts that hard-code `/tmp`
