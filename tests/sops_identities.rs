@@ -61,16 +61,16 @@ fn sops_age_key_file() {
 #[test]
 fn sops_age_key() {
     let key = String::from_utf8(read_vector(KEY)).unwrap();
-    decrypt()
-        .env("SOPS_AGE_KEY", key)
-        .stdout(plain())
-        .run();
+    decrypt().env("SOPS_AGE_KEY", key).stdout(plain()).run();
 }
 
 #[test]
 fn sops_age_key_cmd() {
     decrypt()
-        .env("SOPS_AGE_KEY_CMD", format!("cat '{}'", vector(KEY).display()))
+        .env(
+            "SOPS_AGE_KEY_CMD",
+            format!("cat '{}'", vector(KEY).display()),
+        )
         .stdout(plain())
         .run();
 }
@@ -213,7 +213,10 @@ fn age_decrypt(file: &str, ids: &Identities) -> Vec<u8> {
 #[test]
 fn getsops_mock_x25519_file() {
     let ids = identities("getsops-sops/mockIdentity.txt");
-    assert_eq!(age_decrypt("getsops-sops/mockEncryptedKey.age", &ids), b"data");
+    assert_eq!(
+        age_decrypt("getsops-sops/mockEncryptedKey.age", &ids),
+        b"data"
+    );
 }
 
 #[test]

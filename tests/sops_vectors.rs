@@ -295,13 +295,19 @@ fn sops_3_11_json() {
 #[test]
 fn sops_3_11_dotenv() {
     let out = decrypt("sops-3.11/enc.env", "enc.env", SOPS_311_KEY, &[]);
-    assert_eq!(line_set(&out), line_set(&read_vector("sops-3.11/plain.env")));
+    assert_eq!(
+        line_set(&out),
+        line_set(&read_vector("sops-3.11/plain.env"))
+    );
 }
 
 #[test]
 fn sops_3_11_ini() {
     let out = decrypt("sops-3.11/enc.ini", "enc.ini", SOPS_311_KEY, &[]);
-    assert_eq!(line_set(&out), line_set(&read_vector("sops-3.11/plain.ini")));
+    assert_eq!(
+        line_set(&out),
+        line_set(&read_vector("sops-3.11/plain.ini"))
+    );
 }
 
 #[test]
@@ -313,7 +319,10 @@ fn sops_3_11_store_given_by_input_type() {
         SOPS_311_KEY,
         &["--input-type", "dotenv"],
     );
-    assert_eq!(line_set(&out), line_set(&read_vector("sops-3.11/plain.env")));
+    assert_eq!(
+        line_set(&out),
+        line_set(&read_vector("sops-3.11/plain.env"))
+    );
 }
 
 #[test]
@@ -377,7 +386,11 @@ fn without_lines(vector_rel: &str, prefix: &str) -> String {
         .filter(|l| !l.starts_with(prefix))
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(kept.lines().count() + 1, text.lines().count(), "one {prefix:?} line");
+    assert_eq!(
+        kept.lines().count() + 1,
+        text.lines().count(),
+        "one {prefix:?} line"
+    );
     kept
 }
 

@@ -103,7 +103,9 @@ impl Expect {
 
 /// One run of `vars`, built up and then `run()`.
 pub struct Test {
-    tempdir: TempDir,
+    /// The temporary directory this run owns, if any (see `Test::in_dir`).
+    tempdir: Option<TempDir>,
+    dir: PathBuf,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     stdin: Vec<u8>,
@@ -126,9 +128,19 @@ impl Test {
             .prefix("vars-test-")
             .tempdir()
             .expect("tempdir");
-        std::fs::create_dir(tempdir.path().join("home")).expect("home");
+        let dir = tempdir.path().to_path_buf();
+        let mut test = Test::in_dir(&dir);
+        test.tempdir = Some(tempdir);
+        test
+    }
+
+    /// A run in an existing directory (HOME is `<dir>/home`), for a sequence of
+    /// commands sharing files.
+    pub fn in_dir(dir: &Path) -> Test {
+        std::fs::create_dir_all(dir.join("home")).expect("home");
         Test {
-            tempdir,
+            tempdir: None,
+            dir: dir.to_path_buf(),
             args: Vec::new(),
             env: Vec::new(),
             stdin: Vec::new(),
@@ -141,7 +153,7 @@ impl Test {
 
     /// The temporary directory (the working directory of the run).
     pub fn dir(&self) -> &Path {
-        self.tempdir.path()
+        &self.dir
     }
 
     /// `$HOME` of the run: `<dir>/home`.
@@ -254,6 +266,7 @@ impl Test {
         self.stderr.check("stderr", &output.stderr);
         Output {
             tempdir: self.tempdir,
+            dir: self.dir,
             stdout: output.stdout,
             stderr: output.stderr,
         }
@@ -262,14 +275,15 @@ impl Test {
 
 /// What a run printed; keeps its temporary directory alive.
 pub struct Output {
-    pub tempdir: TempDir,
+    pub tempdir: Option<TempDir>,
+    pub dir: PathBuf,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
 
 impl Output {
     pub fn dir(&self) -> &Path {
-        self.tempdir.path()
+        &self.dir
     }
 
     pub fn stdout_str(&self) -> &str {
@@ -318,9 +332,7 @@ pub fn tool_output(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{program}: {e}"));
     let mut pipe = child.stdin.take().expect("stdin");
     pipe.write_all(stdin).expect("write stdin");
     drop(pipe);
@@ -331,11 +343,7 @@ pub fn tool_output(
 pub fn age_public_key(key_file: &Path) -> String {
     let mut ids = vars::keys::Identities::default();
     ids.add_file("key", key_file).expect("identity file");
-    ids.keys[0]
-        .1
-        .to_recipient()
-        .expect("recipient")
-        .to_string()
+    ids.keys[0].1.to_recipient().expect("recipient").to_string()
 }
 
 /// Lines of text, trimmed, without blanks, sorted: a dotenv/ini document as a set.
@@ -351,20 +359,12 @@ pub fn line_set(text: &[u8]) -> Vec<String> {
 
 /// A YAML document parsed independently of vars (serde_yaml).
 pub fn yaml(text: &[u8]) -> serde_yaml::Value {
-    serde_yaml::from_slice(text).unwrap_or_else(|e| {
-        panic!(
-            "not YAML: {e}\n---\n{}\n---",
-            String::from_utf8_lossy(text)
-        )
-    })
+    serde_yaml::from_slice(text)
+        .unwrap_or_else(|e| panic!("not YAML: {e}\n---\n{}\n---", String::from_utf8_lossy(text)))
 }
 
 /// A JSON document parsed with serde_json.
 pub fn json(text: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(text).unwrap_or_else(|e| {
-        panic!(
-            "not JSON: {e}\n---\n{}\n---",
-            String::from_utf8_lossy(text)
-        )
-    })
+    serde_json::from_slice(text)
+        .unwrap_or_else(|e| panic!("not JSON: {e}\n---\n{}\n---", String::from_utf8_lossy(text)))
 }
