@@ -214,10 +214,7 @@ fn lastmodified_that_is_not_a_time() {
 fn with_stanza(edit: impl FnOnce(&mut Vec<u8>)) -> String {
     let mut doc: serde_json::Value = serde_json::from_str(&text(BINARY)).unwrap();
     let enc = doc["sops"]["age"][0]["enc"].as_str().unwrap();
-    let body: String = enc
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = enc.lines().filter(|l| !l.starts_with("-----")).collect();
     let mut age_file = B64.decode(body).unwrap();
     edit(&mut age_file);
     let b64 = B64.encode(&age_file);
@@ -234,7 +231,12 @@ fn with_stanza(edit: impl FnOnce(&mut Vec<u8>)) -> String {
 /// Offset of the payload in an age file: after the header's `--- MAC` line.
 fn payload_start(age_file: &[u8]) -> usize {
     let mac_line = age_file.windows(5).position(|w| w == b"\n--- ").unwrap() + 1;
-    mac_line + age_file[mac_line..].iter().position(|&b| b == b'\n').unwrap() + 1
+    mac_line
+        + age_file[mac_line..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap()
+        + 1
 }
 
 #[test]
