@@ -466,6 +466,13 @@ pub fn emit(node: &Node) -> Result<Vec<u8>, String> {
     Ok(out.into_bytes())
 }
 
+/// The indentation of a block nested under a line indented by `indent`: the next
+/// multiple of `INDENT`, as go-yaml v3 aligns it (so a block under a key of a map
+/// that is a list item, indented by 2 more, lands on the 4-column grid).
+fn nested_indent(indent: usize) -> usize {
+    (indent / INDENT + 1) * INDENT
+}
+
 fn pad(out: &mut String, n: usize) {
     out.extend(std::iter::repeat_n(' ', n));
 }
@@ -557,7 +564,7 @@ fn write_value(node: &Node, indent: usize, out: &mut String) -> Result<(), Strin
                 out.push_str(" |\n");
                 for line in text.lines() {
                     if !line.is_empty() {
-                        pad(out, indent + INDENT);
+                        pad(out, nested_indent(indent));
                         out.push_str(line);
                     }
                     out.push('\n');
@@ -575,8 +582,8 @@ fn write_value(node: &Node, indent: usize, out: &mut String) -> Result<(), Strin
         None => {
             out.push('\n');
             match node {
-                Node::Map(entries) => write_map(entries, indent + INDENT, out)?,
-                Node::List(items) => write_list(items, indent + INDENT, out)?,
+                Node::Map(entries) => write_map(entries, nested_indent(indent), out)?,
+                Node::List(items) => write_list(items, nested_indent(indent), out)?,
                 _ => {}
             }
         }
@@ -624,6 +631,13 @@ fn write_list(items: &[Node], indent: usize, out: &mut String) -> Result<(), Str
                 out.push_str("- ");
                 let mut nested = String::new();
                 write_map(entries, indent + 2, &mut nested)?;
+                out.push_str(nested.trim_start_matches(' '));
+            }
+            // A list in a list starts on the dash's line, as go-yaml writes it: `- - a`.
+            Node::List(inner) if !inner.is_empty() && !matches!(inner[0], Node::Comment(_)) => {
+                out.push_str("- ");
+                let mut nested = String::new();
+                write_list(inner, indent + 2, &mut nested)?;
                 out.push_str(nested.trim_start_matches(' '));
             }
             Node::List(items) if !items.is_empty() => {
