@@ -300,10 +300,7 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
 pub fn check(repo: &Repo, machines: &[String], json: bool) -> Result<i32, Failure> {
     let (manifest, graph) = repo.load()?;
     let store = repo.store();
-    if crate::store::tx_pending(store.root()) {
-        // A crash left a commit half applied: finish it first.
-        drop(store.lock()?);
-    }
+    settle(&store)?;
     let problems = crate::check::check(&manifest, &graph, &store, machines)?;
     if json {
         println!(
@@ -327,8 +324,18 @@ pub fn check(repo: &Repo, machines: &[String], json: bool) -> Result<i32, Failur
     Ok(if problems.is_empty() { 0 } else { 1 })
 }
 
+/// Readers first finish (or discard) a commit a crash left half applied, so
+/// they see a generator's complete old or complete new outputs.
+fn settle(store: &Store) -> Result<(), Failure> {
+    if crate::store::tx_pending(store.root()) {
+        drop(store.lock()?);
+    }
+    Ok(())
+}
+
 pub fn list(repo: &Repo, machine: Option<&str>, json: bool) -> Result<i32, Failure> {
     let (manifest, graph) = repo.load()?;
+    settle(&repo.store())?;
     let rows = crate::values::list(&manifest, &graph, &repo.store(), machine)?;
     if json {
         println!(
@@ -355,6 +362,7 @@ pub fn list(repo: &Repo, machine: Option<&str>, json: bool) -> Result<i32, Failu
 pub fn get(repo: &Repo, machine: &str, spec: &str, identities: &[PathBuf]) -> Result<i32, Failure> {
     let (manifest, _) = repo.load()?;
     let ids = Identities::discover(identities)?;
+    settle(&repo.store())?;
     let value = crate::values::get(&manifest, &repo.store(), &ids, machine, spec)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&value)

@@ -165,6 +165,8 @@ pub(crate) struct PrivateEtc {
     root: PathBuf,
     /// Host `/etc` directories to bind read-only at the same place.
     dirs: Vec<PathBuf>,
+    /// Held while the copy is in use (see [`workdir::remove_stale`]).
+    _hold: workdir::Hold,
 }
 
 impl PrivateEtc {
@@ -176,16 +178,13 @@ impl PrivateEtc {
     /// Builds the directory under `base` from `host_etc`'s [`ETC_ENTRIES`] (`host_etc` stands
     /// for `/etc`: tests pass a fake one).
     pub(crate) fn create_from(base: &Path, host_etc: &Path) -> Result<PrivateEtc, SandboxError> {
-        let root = tempfile::Builder::new()
-            .prefix("vars-etc-")
-            .tempdir_in(base)
-            .map_err(|e| {
-                SandboxError::io(format!("creating a directory in {}", base.display()), e)
-            })?
-            .keep();
+        let (root, hold) = workdir::create_held_dir(base, "vars-etc-").map_err(|e| {
+            SandboxError::io(format!("creating a directory in {}", base.display()), e)
+        })?;
         let mut etc = PrivateEtc {
             root,
             dirs: Vec::new(),
+            _hold: hold,
         };
         let masked: Vec<PathBuf> = MASKED
             .iter()

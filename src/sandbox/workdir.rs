@@ -6,7 +6,7 @@
 //! fresh [`WorkDir`] below it, with the layout
 //!
 //! ```text
-//! <base>/vars-XXXXXX/        0700
+//! <base>/vars-<pid>-XXXXXX/  0700, held (flock) by the vars process <pid>
 //!     in/<dep>/<file>        inputs, 0600 files in 0700 directories
 //!     prompts/<name>         prompt answers, 0600
 //!     out/                   empty; the script's outputs
@@ -16,14 +16,17 @@
 //! ```
 //!
 //! which is removed when the `WorkDir` is dropped: after success, failure, or during a panic's
-//! unwinding.
+//! unwinding. A process killed with `SIGKILL` runs no destructor: the next [`WorkBase`] chosen
+//! on the same tmpfs removes the directories that no process holds and whose creator is gone
+//! ([`remove_stale`]), so decrypted inputs do not outlive a crash for longer than that.
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::statfs::{statfs, TMPFS_MAGIC};
 use zeroize::Zeroizing;
 
@@ -60,10 +63,11 @@ impl WorkBase {
         for candidate in candidates {
             match usable_tmpfs_dir(candidate) {
                 Ok(()) => {
+                    remove_stale(candidate);
                     return Ok(WorkBase {
                         path: candidate.clone(),
                         mount: None,
-                    })
+                    });
                 }
                 Err(reason) => tried.push(format!("{}: {reason}", candidate.display())),
             }
@@ -172,29 +176,101 @@ impl Drop for PrivateMount {
     }
 }
 
+/// A directory this process holds: an exclusive `flock` on the directory itself, released
+/// when the process ends, however it ends. A `vars-*` directory under a work base that no
+/// process holds was left by a process that was killed (it may hold decrypted inputs), and
+/// [`remove_stale`] removes it.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    _lock: Flock<File>,
+}
+
+/// Creates `<base>/<prefix><pid>-XXXXXX` (0700) and holds it. Between its creation and the
+/// lock the directory is not held yet, but its creator, named by the pid, is alive: so
+/// [`remove_stale`] leaves it alone.
+pub(crate) fn create_held_dir(base: &Path, prefix: &str) -> io::Result<(PathBuf, Hold)> {
+    let path = tempfile::Builder::new()
+        .prefix(&format!("{prefix}{}-", std::process::id()))
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)?
+        .keep();
+    let undo = |e: io::Error| {
+        let _ = fs::remove_dir(&path);
+        e
+    };
+    let dir = File::open(&path).map_err(undo)?;
+    let lock = Flock::lock(dir, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| undo(io::Error::from(errno)))?;
+    Ok((path, Hold { _lock: lock }))
+}
+
+/// The creator's pid in a name made by [`create_held_dir`] (`vars-<pid>-…`, `vars-etc-<pid>-…`).
+fn creator_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("vars-")?;
+    let rest = rest.strip_prefix("etc-").unwrap_or(rest);
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Removes the `vars-*` directories under `base` that belong to this user, that no process
+/// holds and whose creator is gone: working directories and `/etc` copies of vars processes
+/// that were killed (a `SIGKILL` runs no destructor). Best effort; probes (`vars-probe-*`) are
+/// left alone.
+pub(crate) fn remove_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("vars-") || name.starts_with("vars-probe-") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(dir) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        else {
+            continue;
+        };
+        if dir.metadata().map_or(true, |m| m.uid() != me) {
+            continue;
+        }
+        let Ok(_held) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) else {
+            continue; // in use
+        };
+        let creator_alive = creator_pid(name).is_some_and(|pid| {
+            !matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Err(nix::errno::Errno::ESRCH)
+            )
+        });
+        if !creator_alive {
+            remove_tree(&path);
+        }
+    }
+}
+
 /// One run's private working directory; removed with everything in it on drop.
 #[derive(Debug)]
 pub(crate) struct WorkDir {
     root: PathBuf,
+    _hold: Hold,
 }
 
 impl WorkDir {
-    /// Creates `vars-XXXXXX` (0700) under `base` with empty `in/`, `out/`, `prompts/`, `tmp/`
+    /// Creates `vars-<pid>-XXXXXX` (0700, held) under `base` with empty `in/`, `out/`, `prompts/`, `tmp/`
     /// and `home/`, after checking with statfs that it is on a tmpfs.
     pub(crate) fn create(base: &Path) -> Result<WorkDir, SandboxError> {
-        let root = tempfile::Builder::new()
-            .prefix("vars-")
-            .permissions(fs::Permissions::from_mode(0o700))
-            .tempdir_in(base)
-            .map_err(|e| {
-                SandboxError::io(
-                    format!("creating a working directory in {}", base.display()),
-                    e,
-                )
-            })?
-            .keep();
+        let (root, hold) = create_held_dir(base, "vars-").map_err(|e| {
+            SandboxError::io(
+                format!("creating a working directory in {}", base.display()),
+                e,
+            )
+        })?;
         // From here on, dropping `work` removes the directory.
-        let work = WorkDir { root };
+        let work = WorkDir { root, _hold: hold };
         // The mode given at creation is filtered by the umask: set it explicitly.
         fs::set_permissions(&work.root, fs::Permissions::from_mode(0o700))
             .map_err(|e| SandboxError::io(format!("chmod {}", work.root.display()), e))?;
@@ -377,4 +453,42 @@ pub(crate) fn remove_tree(root: &Path) {
         }
     }
     let _ = fs::remove_dir_all(root);
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    #[test]
+    fn creator_pids_are_read_from_names() {
+        assert_eq!(creator_pid("vars-123-AbCdEf"), Some(123));
+        assert_eq!(creator_pid("vars-etc-77-x"), Some(77));
+        assert_eq!(creator_pid("vars-AbCdEf"), None);
+        assert_eq!(creator_pid("other"), None);
+    }
+
+    /// Only directories nobody holds and whose creator is gone are removed.
+    #[test]
+    fn remove_stale_spares_held_and_live_directories() {
+        let base = tempfile::tempdir().unwrap();
+        let (held, hold) = create_held_dir(base.path(), "vars-").unwrap();
+        fs::write(held.join("secret"), b"x").unwrap();
+        // Unheld, but its creator (this process) is alive: being created.
+        let young = base
+            .path()
+            .join(format!("vars-{}-young", std::process::id()));
+        fs::create_dir(&young).unwrap();
+        // Unheld, creator gone (no pid is this large): a crash's leftover.
+        let dead = base.path().join("vars-etc-2147483646-dead");
+        fs::create_dir_all(dead.join("in/dep")).unwrap();
+        fs::write(dead.join("in/dep/key"), b"plaintext").unwrap();
+        let probe = base.path().join("vars-probe-1");
+        fs::create_dir(&probe).unwrap();
+        remove_stale(base.path());
+        assert!(held.join("secret").exists());
+        assert!(young.exists());
+        assert!(probe.exists());
+        assert!(!dead.exists());
+        drop(hold);
+    }
 }

@@ -186,7 +186,15 @@ fn apply(root: &Path, dir: &Path) -> Result<(), StoreError> {
             rename(&new, &live)?;
         }
     }
-    // Remove the generator directories left empty (their owner dirs stay).
+    // Drop the marker first: a crash while the directory is being removed must
+    // leave an uncommitted (discarded) transaction, never a committed one whose
+    // plan.json is already gone (which recovery could not read).
+    let marker = dir.join(COMMITTED);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&marker)(e)),
+    }
     std::fs::remove_dir_all(dir).map_err(io(dir))?;
     if let Some(parent) = dir.parent() {
         sync_dir(parent);
@@ -194,8 +202,11 @@ fn apply(root: &Path, dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Finishes committed transactions and discards the rest.
+/// Finishes committed transactions and discards the rest; removes the
+/// temporary files of writes a crash interrupted outside transactions (a
+/// machine's `age-key` and `key.json`, written under the lock).
 pub(super) fn recover(root: &Path) -> Result<(), StoreError> {
+    remove_stale_temporaries(&root.join("machines"));
     let base = root.join(TX_DIR);
     let entries = match std::fs::read_dir(&base) {
         Ok(e) => e,
@@ -205,13 +216,41 @@ pub(super) fn recover(root: &Path) -> Result<(), StoreError> {
     let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     dirs.sort();
     for dir in dirs {
-        if dir.join(COMMITTED).exists() {
+        let committed = dir.join(COMMITTED).exists();
+        if committed && !dir.join("plan.json").exists() {
+            // plan.json is written before the marker, so this one was applied and a crash
+            // interrupted its removal (earlier builds removed the marker last).
+            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        } else if committed {
             apply(root, &dir)?;
         } else {
             std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
         }
     }
     Ok(())
+}
+
+/// Removes `<dir>/*/.vars-tmp-*` (best effort). Only writers holding the lock
+/// create them there, so under the lock every one found is a crash's leftover.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(owners) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for owner in owners.flatten() {
+        let Ok(entries) = std::fs::read_dir(owner.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".vars-tmp-")
+                && entry.file_type().is_ok_and(|t| t.is_file());
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// True when a crash left a transaction to recover.
