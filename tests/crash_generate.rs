@@ -316,16 +316,16 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
 
     repo.ok(&plain);
     repo.check_clean();
-    let mut current = state(&repo, &graph, &mut reader);
-    assert_provenance(&repo, &graph, &mut reader, &current);
+    let mut current = state(repo, &graph, &mut reader);
+    assert_provenance(repo, &graph, &mut reader, &current);
 
     // How long a whole regeneration takes here, now.
     let t0 = Instant::now();
     repo.ok(&regenerate);
     let full = t0.elapsed();
     let mut estimate = full;
-    current = state(&repo, &graph, &mut reader);
-    assert_provenance(&repo, &graph, &mut reader, &current);
+    current = state(repo, &graph, &mut reader);
+    assert_provenance(repo, &graph, &mut reader, &current);
 
     let mut kills = 0;
     let mut partial = 0;
@@ -363,7 +363,7 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
         }
         // A killed run's working directories (decrypted inputs) stay on the tmpfs until
         // the next run that starts a sandbox removes them: never more than --jobs.
-        let after_kill: BTreeSet<String> = work_dirs(&repo);
+        let after_kill: BTreeSet<String> = work_dirs(repo);
         assert!(
             after_kill.len() <= 2,
             "working directories pile up: {after_kill:?}"
@@ -408,7 +408,7 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
         );
 
         // Every generator: complete old set or complete new set.
-        let after = state(&repo, &graph, &mut reader);
+        let after = state(repo, &graph, &mut reader);
         let changed: BTreeSet<&NodeId> = graph
             .order()
             .iter()
@@ -450,7 +450,7 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
         let out = repo.run(&plain);
         assert_eq!(out.status.code(), Some(0), "re-run failed: {out:?}");
         repo.check_clean();
-        let repaired = state(&repo, &graph, &mut reader);
+        let repaired = state(repo, &graph, &mut reader);
         let expected: BTreeSet<NodeId> = graph.closure(&stale).into_iter().collect();
         let regenerated: BTreeSet<NodeId> = graph
             .order()
@@ -463,8 +463,8 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
             "the re-run regenerated other generators than the outdated ones"
         );
         repaired_total += regenerated.len();
-        assert_provenance(&repo, &graph, &mut reader, &repaired);
-        let left = work_dirs(&repo);
+        assert_provenance(repo, &graph, &mut reader, &repaired);
+        let left = work_dirs(repo);
         assert!(
             left.is_subset(&after_kill),
             "a completed run left working directories: {left:?}"
@@ -473,7 +473,7 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
     }
     repo.ok(&regenerate);
     assert_eq!(
-        work_dirs(&repo),
+        work_dirs(repo),
         BTreeSet::new(),
         "killed runs' working directories were not removed"
     );
