@@ -30,19 +30,26 @@ impl Lock {
             Err((file, _)) => {
                 let mut holder = String::new();
                 let _ = (&file).read_to_string(&mut holder);
+                let repo = root.parent().unwrap_or(root);
+                let repo = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
+                let pid = match holder.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "pid unknown".to_string(),
+                };
                 eprintln!(
-                    "waiting: another vars process (pid {}) holds the lock on {}",
-                    holder.trim(),
-                    root.parent().unwrap_or(root).display()
+                    "waiting: another vars process ({pid}) holds the lock on {}",
+                    repo.display()
                 );
                 Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io(&path)(e.into()))?
             }
         };
         let _ = file.as_fd();
+        // The holder's pid, for the message of the next one to wait. Written over the old
+        // one in place, padded to a fixed width, so a waiter never reads an emptied file.
         let mut f: &File = &file;
-        let _ = f.set_len(0);
         let _ = f.rewind();
-        let _ = write!(f, "{}", std::process::id());
+        let _ = write!(f, "{:<10}\n", std::process::id());
+        let _ = f.set_len(11);
         Ok(Lock { _file: file })
     }
 }
