@@ -48,7 +48,7 @@ impl Lock {
         // one in place, padded to a fixed width, so a waiter never reads an emptied file.
         let mut f: &File = &file;
         let _ = f.rewind();
-        let _ = write!(f, "{:<10}\n", std::process::id());
+        let _ = writeln!(f, "{:<10}", std::process::id());
         let _ = f.set_len(11);
         Ok(Lock { _file: file })
     }
