@@ -127,11 +127,13 @@ pub fn plan(
                     .unwrap_or_default();
                 reasons.insert(n.clone(), format!("dependency {dep} runs"));
             }
-            for a in graph.ancestors(n) {
-                if !reasons.contains_key(&a) {
-                    if let Some(s) = stale_of(&a)? {
-                        reasons.insert(a.clone(), s.to_string());
-                    }
+        }
+        // One walk over the dependencies of everything that runs (per node, a chain of
+        // 10 000 would take quadratic time).
+        for a in graph.with_ancestors(&run) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = reasons.entry(a) {
+                if let Some(s) = stale_of(slot.key())? {
+                    slot.insert(s.to_string());
                 }
             }
         }

@@ -271,6 +271,19 @@ impl Graph {
             .collect()
     }
 
+    /// `nodes` and every node they transitively depend on, in topological order: one walk for
+    /// the whole set (calling [`Graph::ancestors`] node by node costs quadratic time on a long
+    /// chain).
+    pub fn with_ancestors(&self, nodes: &[NodeId]) -> Vec<NodeId> {
+        let start = nodes.iter().filter_map(|n| self.index.get(n).copied());
+        let reached = self.reach(start, Incoming);
+        self.order_index
+            .iter()
+            .filter(|ix| reached[ix.index()])
+            .map(|ix| self.dag[*ix].clone())
+            .collect()
+    }
+
     /// The graph in Graphviz DOT, deterministic: nodes in [`NodeId`] order, then edges.
     /// Shared nodes are drawn as filled ellipses. With `machine`, only that machine's nodes
     /// and the shared nodes it declares.

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 /// Errors about keys and key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("invalid recipient {0:?}: expected an age1… key, an ssh-ed25519/ssh-rsa public key or an age plugin recipient")]
+    #[error("invalid recipient {}: expected an age1… key, an ssh-ed25519/ssh-rsa public key or an age plugin recipient", shown(.0))]
     BadRecipient(String),
     #[error("{path}: {reason}")]
     BadIdentityFile { path: String, reason: String },
@@ -27,6 +27,16 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// A value for a message: quoted, and cut after 80 characters, so that a hostile key file
+/// cannot flood the terminal.
+fn shown(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &s[..cut], s.len()),
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -433,6 +443,9 @@ pub fn parse_key_json(text: &str, name: &str) -> Result<Vec<Recipient>, KeyError
         path: name.to_string(),
         reason,
     };
+    // serde_json keeps the last of two equal keys: refuse them, or a reviewer could read one
+    // key where vars uses another.
+    no_duplicate_keys(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let entries: Vec<(String, &serde_json::Value)> = match &value {
@@ -482,12 +495,66 @@ pub fn parse_key_json(text: &str, name: &str) -> Result<Vec<Recipient>, KeyError
         }
         .map_err(|_| {
             bad(format!(
-                "{prefix}publickey: not a valid {kind} public key: {key:?}"
+                "{prefix}publickey: not a valid {kind} public key: {}",
+                shown(key)
             ))
         })?;
         out.push(recipient);
     }
     Ok(out)
+}
+
+/// Fails on the first object that repeats a key.
+fn no_duplicate_keys(text: &str) -> Result<(), serde_json::Error> {
+    use serde::de::{Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Strict;
+    impl<'de> serde::Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+            d.deserialize_any(Strict)
+        }
+    }
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Strict;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_unit<E>(self) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+            while seq.next_element::<Strict>()?.is_some() {}
+            Ok(Strict)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(A::Error::custom(format!("duplicate key {key:?}")));
+                }
+                map.next_value::<Strict>()?;
+            }
+            Ok(Strict)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::Deserialize::deserialize(&mut de).map(|_: Strict| ())?;
+    de.end()
 }
 
 /// The key.json text for these recipients (one object, or a list when several).

@@ -82,7 +82,7 @@ pub enum UnwrapError {
 /// Opens one armored stanza with the identities; `Ok(None)` when none matches.
 fn open(stanza: &AgeStanza, ids: &Identities) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
     let reader = ArmoredReader::new(stanza.enc.as_bytes());
-    let decryptor = age::Decryptor::new(reader).map_err(|e| e.to_string())?;
+    let decryptor = age::Decryptor::new(reader).map_err(|e| one_line(&e))?;
     let plugins: Vec<Box<dyn age::Identity>> = plugin_identities(ids);
     let iter = ids
         .keys
@@ -100,8 +100,19 @@ fn open(stanza: &AgeStanza, ids: &Identities) -> Result<Option<Zeroizing<Vec<u8>
             Ok(Some(out))
         }
         Err(age::DecryptError::NoMatchingKeys) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(one_line(&e)),
     }
+}
+
+/// age's message without the advice it appends on further lines ("Have you tried upgrading
+/// to the latest version?" for a corrupted header), so an error stays one line.
+fn one_line(e: &age::DecryptError) -> String {
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 fn plugin_identities(ids: &Identities) -> Vec<Box<dyn age::Identity>> {
