@@ -8,7 +8,8 @@ use std::process::ExitStatus;
 ///
 /// Messages name the generator (`Job::name`) where one is involved, and never contain input,
 /// prompt or output bytes. The one exception is [`SandboxError::ScriptFailed`], which carries
-/// the tail of what the failing script itself printed, as the contract asks.
+/// the tail of what the failing script itself printed, as the contract asks, with every
+/// input, prompt answer and output of the run found in it replaced by `[redacted]`.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// `Isolation::Bubblewrap` was asked for but no `bwrap` executable was found.
@@ -129,7 +130,7 @@ pub enum SandboxError {
         /// How the script (or the sandbox around it) ended.
         status: ExitStatus,
         /// The last lines (at most [`STDERR_TAIL_LINES`](super::STDERR_TAIL_LINES)) the script
-        /// wrote to stderr or stdout, lossily decoded as UTF-8.
+        /// wrote to stderr or stdout, lossily decoded as UTF-8, known values redacted.
         stderr_tail: String,
     },
 

@@ -332,10 +332,19 @@ impl Sandbox {
                     drop(output);
                     workdir::collect_outputs(&work.out(), job.name)
                 } else {
+                    // What the script already wrote to $out may be secret too.
+                    let outputs =
+                        workdir::collect_outputs(&work.out(), job.name).unwrap_or_default();
+                    let known = job
+                        .inputs
+                        .iter()
+                        .map(|(_, _, bytes)| bytes)
+                        .chain(job.prompts.iter().map(|(_, bytes)| bytes))
+                        .chain(outputs.values());
                     Err(SandboxError::ScriptFailed {
                         name: job.name.to_owned(),
                         status,
-                        stderr_tail: last_lines(&output, STDERR_TAIL_LINES),
+                        stderr_tail: redact(last_lines(&output, STDERR_TAIL_LINES), known),
                     })
                 }
             }
@@ -436,6 +445,35 @@ fn write_inputs(work: &WorkDir, job: &Job) -> Result<(), SandboxError> {
 /// A duration in whole seconds, rounded up (so a sub-second timeout never reads "0 s").
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// What replaces a known value in a failed script's output.
+pub const REDACTED: &str = "[redacted]";
+
+/// `tail` with every input, prompt answer and output of the run replaced by [`REDACTED`] (each
+/// whole value, and each line of a multi-line one), so that a script that prints what it read
+/// or made does not put it in an error message, a terminal or a CI log. Values (or lines)
+/// shorter than 8 bytes are left alone: they would shred the message and hide little.
+fn redact<'a>(mut tail: String, known: impl Iterator<Item = &'a Zeroizing<Vec<u8>>>) -> String {
+    const MIN: usize = 8;
+    let mut needles: Vec<&str> = Vec::new();
+    for value in known {
+        let Ok(text) = std::str::from_utf8(value) else {
+            continue;
+        };
+        needles.push(text.trim());
+        needles.extend(text.lines().map(str::trim));
+    }
+    needles.retain(|n| n.len() >= MIN);
+    // Longest first, so a whole value goes before the lines it contains.
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    needles.dedup();
+    for needle in needles {
+        if tail.contains(needle) {
+            tail = tail.replace(needle, REDACTED);
+        }
+    }
+    tail
 }
 
 /// The last `n` lines of `bytes`, lossily decoded, without a trailing newline.

@@ -141,6 +141,21 @@ impl Repo {
         cmd
     }
 
+    /// `sh -c script` with the environment of [`Repo::cmd`] and `$VARS` the binary.
+    pub fn shell(&self, script: &str) -> Command {
+        let template = self.cmd(&[]);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).env("VARS", vars_bin());
+        for (k, v) in template.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.current_dir(&self.dir).stdin(Stdio::null());
+        cmd
+    }
+
     /// Runs `vars args` with `stdin`; asserts it neither panicked nor died of a signal.
     pub fn run_with(&self, args: &[&str], stdin: &[u8]) -> Output {
         use std::io::Write;
