@@ -1,6 +1,7 @@
 //! The command line: parses arguments, calls one use case, prints its result.
 //! No logic of its own beyond choosing what to print.
 
+mod activate_cmd;
 mod sops_cmd;
 
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ enum Command {
         #[arg(long = "identity", value_name = "FILE")]
         identities: Vec<PathBuf>,
     },
+    /// Install a machine's secrets into /run/secrets, atomically (on the machine, as root).
+    Activate(activate_cmd::ActivateArgs),
+    /// Write a machine's age key and partitioning secrets into DIR, for nixos-anywhere.
+    Upload(activate_cmd::UploadArgs),
 }
 
 /// A failure to report: the message and the exit code.
@@ -65,6 +70,8 @@ pub fn main() -> i32 {
             repo,
             identities,
         } => sops_cmd::keygen(user, &repo, &identities),
+        Command::Activate(args) => activate_cmd::activate(args),
+        Command::Upload(args) => activate_cmd::upload(args),
     };
     match result {
         Ok(code) => code,
