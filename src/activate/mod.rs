@@ -493,7 +493,9 @@ fn remove_stale_path_links(layout: &Layout, old: &Snapshot, new: &Snapshot) {
 }
 
 /// `vars activate --rollback`: points the secrets directory back at the
-/// newest kept generation before the current one.
+/// newest kept generation before the current one, then removes the
+/// generations after it (a rollback undoes; the next activation numbers on
+/// from the one now linked).
 pub fn rollback(secrets_dir: &Path, phase: Phase) -> Result<Report, ActivateError> {
     let layout = Layout::new(secrets_dir).map_err(|e| ActivateError::io(secrets_dir, e))?;
     check_writable(&layout)?;
@@ -536,9 +538,16 @@ pub fn rollback(secrets_dir: &Path, phase: Phase) -> Result<Report, ActivateErro
     if let Some(old) = &old {
         remove_stale_path_links(&layout, old, &new);
     }
+    // A rollback undoes: the generations after the one now linked go.
+    let mut pruned = Vec::new();
+    for later in nums.into_iter().filter(|&m| m > n) {
+        generations::remove_generation(&dotd, later).map_err(io_dotd)?;
+        pruned.push(later);
+    }
     let mut report = Report::new(&new.machine.clone(), phase.as_str(), &layout, &new, changes);
     report.generation = Some(n);
     report.previous = Some(current);
     report.rollback = true;
+    report.pruned = pruned;
     Ok(report)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 
 use super::Failure;
-use crate::activate::{self, Phase, Report};
+use crate::activate::{self, ActivateError, Phase, Report};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PhaseArg {
@@ -164,6 +164,15 @@ fn human(r: &Report) -> String {
     s
 }
 
+/// Configuration errors keep their own exit code (2); every refusal is 1.
+fn failure(e: ActivateError) -> Failure {
+    let code = match &e {
+        ActivateError::Manifest(m) => m.exit_code(),
+        _ => 1,
+    };
+    Failure::new(e, code)
+}
+
 /// `vars activate`.
 pub fn activate(args: ActivateArgs) -> Result<i32, Failure> {
     let phase: Phase = args.phase.into();
@@ -171,7 +180,7 @@ pub fn activate(args: ActivateArgs) -> Result<i32, Failure> {
         .secrets_dir
         .unwrap_or_else(|| PathBuf::from(phase.default_dir()));
     let report = if args.rollback {
-        activate::rollback(&secrets_dir, phase)?
+        activate::rollback(&secrets_dir, phase).map_err(failure)?
     } else {
         let opts = activate::Options {
             machine: args.machine.unwrap_or_default(),
@@ -184,7 +193,7 @@ pub fn activate(args: ActivateArgs) -> Result<i32, Failure> {
             dry_run: args.dry_run,
             allow_disk: args.allow_disk,
         };
-        activate::activate(&opts)?
+        activate::activate(&opts).map_err(failure)?
     };
     print_report(&report, args.json)?;
     Ok(0)
@@ -199,7 +208,7 @@ pub fn upload(args: UploadArgs) -> Result<i32, Failure> {
         identities: args.identities,
         to: args.to,
     };
-    let report = activate::upload(&opts)?;
+    let report = activate::upload(&opts).map_err(failure)?;
     for path in &report.written {
         println!("{}", path.display());
     }
