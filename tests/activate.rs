@@ -954,3 +954,49 @@ fn non_root_with_a_writable_secrets_dir_needs_allow_disk() {
         );
     });
 }
+
+#[test]
+fn concurrent_runs_are_serialised() {
+    in_namespace(|root| {
+        let f = example(root);
+        let secrets = root.join("run/secrets");
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                let mut cmd: std::process::Command =
+                    std::process::Command::new(assert_cmd::cargo::cargo_bin("vars"));
+                cmd.args(["activate", "--machine", "cinnabar", "--config"])
+                    .arg(f.config())
+                    .arg("--store")
+                    .arg(&f.repo)
+                    .arg("--identity")
+                    .arg(&f.machine_key)
+                    .arg("--secrets-dir")
+                    .arg(&secrets)
+                    .stdout(std::process::Stdio::null());
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        assert_eq!(linked_generation(&secrets), Some(4));
+        assert_eq!(generations(&secrets), [4]);
+        assert_eq!(
+            names(&secrets),
+            [
+                "app.token",
+                "ca.ca.key",
+                "nginx.cert.key",
+                "sshd.id_ed25519"
+            ]
+        );
+        // One ramfs, not one per run.
+        let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        let dotd = dotd(&secrets);
+        let on_dotd = mounts
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(dotd.to_str().unwrap()))
+            .count();
+        assert_eq!(on_dotd, 1, "{mounts}");
+    });
+}

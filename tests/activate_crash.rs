@@ -182,7 +182,7 @@ fn killed_at_random_moments_the_link_always_points_at_a_complete_generation() {
         );
         assert!(anywhere_killed >= 2, "too few runs were interrupted");
         assert!(
-            writing_killed >= writing / 3,
+            writing_killed >= writing / 4,
             "too few runs were interrupted while writing"
         );
 
@@ -195,9 +195,6 @@ fn killed_at_random_moments_the_link_always_points_at_a_complete_generation() {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(
-            left,
-            [".lock".to_string(), n.to_string(), format!("{n}.json")]
-        );
+        assert_eq!(left, [n.to_string(), format!("{n}.json")]);
     });
 }

@@ -185,9 +185,8 @@ impl DirFd {
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT | Errno::ELOOP | Errno::ENXIO) => return Ok(None),
-            #[cfg(any(target_os = "freebsd", target_os = "netbsd"))]
-            Err(Errno::EMLINK | Errno::EFTYPE) => return Ok(None),
+            // ELOOP: a symlink (EMLINK on FreeBSD); ENXIO: a socket or a FIFO without writer.
+            Err(Errno::ENOENT | Errno::ELOOP | Errno::EMLINK | Errno::ENXIO) => return Ok(None),
             Err(e) => return Err(errno(e)),
         };
         let file = File::from(owned(fd));
@@ -290,22 +289,13 @@ impl DirFd {
         unistd::fsync(self.raw()).map_err(errno)
     }
 
-    /// Takes an exclusive `flock` on the file `name` (created 0600), waiting
-    /// for another holder; released when the returned file is closed.
-    pub fn lock(&self, name: &OsStr) -> io::Result<File> {
-        let fd = fcntl::openat(
-            Some(self.raw()),
-            name,
-            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(errno)?;
-        let file = File::from(owned(fd));
+    /// Takes an exclusive `flock` on this directory, waiting for another
+    /// holder; released when this descriptor is closed.
+    pub fn lock(&self) -> io::Result<()> {
         loop {
             // SAFETY: flock on a descriptor we own.
-            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if r == 0 {
-                return Ok(file);
+            if unsafe { libc::flock(self.raw(), libc::LOCK_EX) } == 0 {
+                return Ok(());
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {

@@ -6,7 +6,8 @@
 //! <parent>/<name>.d/<N>/     one complete generation: <generator>.<file>, 0751
 //! <parent>/<name>.d/<N>.json what generation N holds: restartUnits and path of each file
 //! <parent>/<name>.d/.new-<N> a generation being written (never linked)
-//! <parent>/<name>.d/.lock    serialises concurrent runs
+//!
+//! Concurrent runs on one directory are serialised by an `flock` on `<parent>`.
 //! ```
 //!
 //! A generation directory only gets its number once it is complete, and the

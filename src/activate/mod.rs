@@ -373,6 +373,9 @@ pub fn activate(opts: &Options) -> Result<Report, ActivateError> {
     let io_parent = |e| ActivateError::io(&layout.parent, e);
     std::fs::create_dir_all(&layout.parent).map_err(io_parent)?;
     let parent = layout.open_parent().map_err(io_parent)?;
+    // One run at a time per directory, from before the mount to the end.
+    let lock = layout.open_parent().map_err(io_parent)?;
+    lock.lock().map_err(io_parent)?;
     let dotd_path = layout.dotd();
     let io_dotd = |e| ActivateError::io(&dotd_path, e);
     match parent.stat(&layout.dotd_name).map_err(io_dotd)? {
@@ -393,7 +396,6 @@ pub fn activate(opts: &Options) -> Result<Report, ActivateError> {
     }
     let storage = ram::ensure(&layout, &parent, opts.allow_disk)?;
     let dotd = parent.open_dir(&layout.dotd_name).map_err(io_dotd)?;
-    let _lock = dotd.lock(".lock".as_ref()).map_err(io_dotd)?;
 
     let current = layout
         .current(&parent)
@@ -404,7 +406,20 @@ pub fn activate(opts: &Options) -> Result<Report, ActivateError> {
     };
     generations::clean_leftovers(&dotd).map_err(io_dotd)?;
     let nums = generations::numbers(&dotd).map_err(io_dotd)?;
-    let n = nums.iter().copied().chain(current).max().unwrap_or(0) + 1;
+    let n = nums
+        .iter()
+        .copied()
+        .chain(current)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or_else(|| {
+            ActivateError::Setup(format!(
+                "{}: no generation number is left after {}; remove the entries there",
+                dotd_path.display(),
+                u64::MAX
+            ))
+        })?;
 
     let changes = generations::compare(old.as_ref(), &new);
     let written = generations::write_generation(&dotd, n, &new, phase)
@@ -419,10 +434,13 @@ pub fn activate(opts: &Options) -> Result<Report, ActivateError> {
                 problems,
                 unchanged: unchanged_note(&layout, current),
             },
-            other => ActivateError::Setup(format!(
-                "{other}; {}",
-                unchanged_note(&layout, current).replace("nothing was written and ", "")
-            )),
+            other => ActivateError::Setup(match current {
+                Some(c) => format!(
+                    "{other}; the new generation was discarded and {} still points at generation {c}",
+                    layout.link.display()
+                ),
+                None => format!("{other}; the new generation was discarded"),
+            }),
         });
     }
     layout
@@ -504,8 +522,12 @@ pub fn rollback(secrets_dir: &Path, phase: Phase) -> Result<Report, ActivateErro
         .map_err(|e| ActivateError::io(&layout.parent, e))?;
     let dotd_path = layout.dotd();
     let io_dotd = |e| ActivateError::io(&dotd_path, e);
+    let lock = layout
+        .open_parent()
+        .map_err(|e| ActivateError::io(&layout.parent, e))?;
+    lock.lock()
+        .map_err(|e| ActivateError::io(&layout.parent, e))?;
     let dotd = parent.open_dir(&layout.dotd_name).map_err(io_dotd)?;
-    let _lock = dotd.lock(".lock".as_ref()).map_err(io_dotd)?;
     let current = layout
         .current(&parent)
         .map_err(|e| ActivateError::Setup(e.to_string()))?
