@@ -184,7 +184,8 @@ fn the_written_key_json_reads_back() {
         .arg(vector("sops-3.11/key.txt"))
         .stderr_any()
         .run();
-    let keys = vars::keys::read_key_json(&out.dir().join("repo/sops/users/alice/key.json")).unwrap();
+    let keys =
+        vars::keys::read_key_json(&out.dir().join("repo/sops/users/alice/key.json")).unwrap();
     assert_eq!(
         keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
         [age_public_key(&vector("sops-3.11/key.txt"))]

@@ -519,7 +519,7 @@ pub fn quote_if_needed(s: &str) -> String {
         && !s.ends_with([' ', '\t', ':'])
         && !s.contains(": ")
         && !s.contains(" #")
-        && !s.chars().any(|c| c.is_control() || c == '\u{feff}')
+        && !s.chars().any(|c| c.is_control() || needs_escape(c))
         && resolve_plain(s).is_none()
         && !matches!(
             s,
@@ -544,8 +544,32 @@ pub fn quote_if_needed(s: &str) -> String {
     if plain_ok {
         s.to_string()
     } else {
-        serde_json::to_string(s).unwrap_or_default()
+        double_quote(s)
     }
+}
+
+/// Characters a YAML reader takes as line breaks (U+0085, U+2028, U+2029) or
+/// refuses outright (DEL, C1 controls, U+FEFF, U+FFFE, U+FFFF): escaped in quotes.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
+}
+
+/// A double-quoted YAML scalar. JSON's escapes are YAML's, but JSON leaves the
+/// characters of `needs_escape` raw.
+fn double_quote(s: &str) -> String {
+    let json = serde_json::to_string(s).unwrap_or_default();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{:04X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// True for text that reads well and round-trips as a literal block (`|`).
@@ -553,8 +577,9 @@ fn literal_block_ok(s: &str) -> bool {
     s.ends_with('\n')
         && !s.ends_with("\n\n")
         && !s.starts_with([' ', '\t', '\n'])
-        && s.lines()
-            .all(|l| !l.ends_with([' ', '\t']) && !l.chars().any(|c| c.is_control()))
+        && s.lines().all(|l| {
+            !l.ends_with([' ', '\t']) && !l.chars().any(|c| c.is_control() || needs_escape(c))
+        })
 }
 
 fn write_value(node: &Node, indent: usize, out: &mut String) -> Result<(), String> {
