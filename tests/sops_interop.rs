@@ -261,7 +261,10 @@ fn sops_decrypts_a_yaml_file_vars_wrote_with_keys_that_need_escapes() {
         .keys()
         .map(|k| k.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(keys, ["line\u{2028}sep", "del\u{7f}", "bom\u{feff}", "nel\u{85}"]);
+    assert_eq!(
+        keys,
+        ["line\u{2028}sep", "del\u{7f}", "bom\u{feff}", "nel\u{85}"]
+    );
 }
 
 #[test]

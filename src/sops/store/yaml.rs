@@ -200,17 +200,16 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
-        match &ev {
+        let starts_node = matches!(
+            ev,
             Event::Scalar(..)
-            | Event::SequenceStart(..)
-            | Event::MappingStart(..)
-            | Event::Alias(_) => {
-                if is_key || matches!(self.stack.last(), Some(Frame::List { .. })) {
-                    self.flush_comments(mark.line());
-                    self.attach_pending();
-                }
-            }
-            _ => {}
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+                | Event::Alias(_)
+        );
+        if starts_node && (is_key || matches!(self.stack.last(), Some(Frame::List { .. }))) {
+            self.flush_comments(mark.line());
+            self.attach_pending();
         }
         match ev {
             Event::DocumentStart => {
@@ -382,9 +381,9 @@ fn is_float(s: &str) -> bool {
     };
     let all_digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
     let mantissa_ok = all_digits(int)
-        && frac.is_none_or(all_digits)
+        && frac.map_or(true, all_digits)
         && (!int.is_empty() || frac.is_some_and(|f| !f.is_empty()));
-    let exp_ok = exp.is_none_or(|e| {
+    let exp_ok = exp.map_or(true, |e| {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && all_digits(e)
     });
@@ -475,7 +474,7 @@ fn nested_indent(indent: usize) -> usize {
 }
 
 fn pad(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
+    out.extend(std::iter::repeat(' ').take(n));
 }
 
 /// The one-line form of a scalar, null or empty container; `None` for a block.
