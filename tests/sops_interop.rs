@@ -267,6 +267,43 @@ fn sops_decrypts_a_yaml_file_vars_wrote_with_keys_that_need_escapes() {
     );
 }
 
+/// Quoted keys and values holding ` #`, with escaped quotes: not comments.
+const QUOTED_HASHES: &str = r#""quote\" #key": "value \" # not a comment"
+'it'' #s': 'single '' # quoted'
+plain: x # a real comment
+"#;
+
+#[test]
+fn sops_decrypts_quoted_text_with_hashes_vars_wrote() {
+    if !require("sops") {
+        return;
+    }
+    let dir = Dir::new();
+    let r = dir.age_key("key.txt");
+    dir.write("plain.yaml", QUOTED_HASHES);
+    dir.vars_to("enc.yaml", &["sops", "encrypt", "--age", &r, "plain.yaml"]);
+    let out = dir.sops(
+        &["--decrypt", "enc.yaml"],
+        &[("SOPS_AGE_KEY_FILE", "key.txt")],
+    );
+    assert_eq!(yaml(&out), yaml(QUOTED_HASHES.as_bytes()));
+    assert_eq!(comment_lines(&out), ["# a real comment"]);
+}
+
+#[test]
+fn vars_decrypts_quoted_text_with_hashes_sops_wrote() {
+    if !require("sops") {
+        return;
+    }
+    let dir = Dir::new();
+    let r = dir.age_key("key.txt");
+    dir.write("plain.yaml", QUOTED_HASHES);
+    dir.sops_to("enc.yaml", &["--encrypt", "--age", &r, "plain.yaml"], &[]);
+    let out = dir.vars(&["sops", "decrypt", "--identity", "key.txt", "enc.yaml"]);
+    assert_eq!(yaml(&out), yaml(QUOTED_HASHES.as_bytes()));
+    assert_eq!(comment_lines(&out), ["# a real comment"]);
+}
+
 #[test]
 fn sops_decrypts_a_json_file_vars_wrote() {
     if !require("sops") {

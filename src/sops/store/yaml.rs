@@ -67,8 +67,16 @@ fn scan_comments(src: &str) -> Vec<Comment> {
 fn split_comment(line: &str) -> (&str, Option<&str>) {
     let mut quote: Option<char> = None;
     let mut prev = ' ';
-    for (i, c) in line.char_indices() {
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match quote {
+            // `\"` inside double quotes and `''` inside single quotes do not close them.
+            Some('"') if c == '\\' => {
+                chars.next();
+            }
+            Some('\'') if c == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') => {
+                chars.next();
+            }
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if (c == '"' || c == '\'') && (prev.is_whitespace() || ":-[{,".contains(prev)) => {
@@ -716,6 +724,19 @@ mod tests {
             panic!()
         };
         assert!(matches!(&items[0], Node::Comment(c) if c.as_slice() == b" item"));
+    }
+
+    #[test]
+    fn escaped_quotes_do_not_end_quoted_text() {
+        assert_eq!(
+            split_comment(r#""a\" #b": c # d"#),
+            (r#""a\" #b": c "#, Some(" d"))
+        );
+        assert_eq!(
+            split_comment("'it'' #s': c # d"),
+            ("'it'' #s': c ", Some(" d"))
+        );
+        assert_eq!(split_comment(r#"k: "\\" # d"#), (r#"k: "\\" "#, Some(" d")));
     }
 
     #[test]
