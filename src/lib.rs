@@ -5,7 +5,15 @@
 //! → persist (`store`) → use cases (`generate`, `check`, `activate`) → `cli`.
 //! Lower layers never import higher ones.
 
+pub mod check;
 pub mod cli;
+pub mod generate;
+pub mod graph;
 pub mod keys;
+pub mod maintain;
+pub mod manifest;
+pub mod sandbox;
 pub mod sops;
+pub mod status;
 pub mod store;
+pub mod values;

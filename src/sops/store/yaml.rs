@@ -209,7 +209,7 @@ impl MarkedEventReceiver for Builder {
         }
         let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
         let starts_node = matches!(
-            ev,
+            &ev,
             Event::Scalar(..)
                 | Event::SequenceStart(..)
                 | Event::MappingStart(..)
@@ -389,9 +389,9 @@ fn is_float(s: &str) -> bool {
     };
     let all_digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
     let mantissa_ok = all_digits(int)
-        && frac.map_or(true, all_digits)
+        && frac.is_none_or(all_digits)
         && (!int.is_empty() || frac.is_some_and(|f| !f.is_empty()));
-    let exp_ok = exp.map_or(true, |e| {
+    let exp_ok = exp.is_none_or(|e| {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && all_digits(e)
     });
@@ -482,7 +482,7 @@ fn nested_indent(indent: usize) -> usize {
 }
 
 fn pad(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat(' ').take(n));
+    out.extend(std::iter::repeat_n(' ', n));
 }
 
 /// The one-line form of a scalar, null or empty container; `None` for a block.

@@ -1,0 +1,194 @@
+//! `vars check`: every problem between the configuration and the store, from
+//! metadata alone (no key needed, nothing decrypted), each with its fix.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::graph::{Graph, NodeId};
+use crate::manifest::Manifest;
+use crate::status::{self, owner, Stale};
+use crate::store::{Kind, Owner, Store, StoreError};
+
+/// One problem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `cinnabar/openssh/ssh_host_ed25519_key`, `shared/openssh-ca`, …
+    pub subject: String,
+    /// missing, outdated, recipients, orphan, kind
+    pub kind: &'static str,
+    pub detail: String,
+    /// The command that fixes it.
+    pub fix: String,
+}
+
+fn generate_fix(node: &NodeId, graph: &Graph) -> String {
+    let machine = node
+        .machine
+        .clone()
+        .or_else(|| graph.machines_of(node).into_iter().next())
+        .unwrap_or_default();
+    format!(
+        "vars generate --machine {machine} --generator {}",
+        node.generator
+    )
+}
+
+/// Checks the selected machines (all when empty).
+pub fn check(
+    manifest: &Manifest,
+    graph: &Graph,
+    store: &Store,
+    machines: &[String],
+) -> Result<Vec<Problem>, StoreError> {
+    let mut problems = Vec::new();
+    let metas = status::read_metas(store, graph)?;
+    let admins = status::admin_recipients(store)?;
+    let machine_keys = status::machine_keys(store, manifest)?;
+    let selected = status::selected(manifest, graph, machines);
+    for node in &selected {
+        let Some(gen) = graph.generator(manifest, node) else {
+            continue;
+        };
+        if let Some(stale) = status::stale(store, graph, node, gen, &metas)? {
+            let kind = match stale {
+                Stale::Missing(_) => "missing",
+                Stale::KindMismatch(_) => "kind",
+                _ => "outdated",
+            };
+            problems.push(Problem {
+                subject: node.to_string(),
+                kind,
+                detail: stale.to_string(),
+                fix: generate_fix(node, graph),
+            });
+            continue;
+        }
+        for (file, decl) in &gen.files {
+            if !decl.secret {
+                continue;
+            }
+            let Some(sealed) = store.read_sealed(&owner(node), &node.generator, file)? else {
+                continue;
+            };
+            let have: BTreeSet<String> = sealed.recipients().into_iter().collect();
+            let want: BTreeSet<String> =
+                status::wanted_recipients(manifest, graph, node, file, &admins, &machine_keys)
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect();
+            if have != want {
+                let added: Vec<&String> = want.difference(&have).collect();
+                let removed: Vec<&String> = have.difference(&want).collect();
+                let mut detail = Vec::new();
+                if !added.is_empty() {
+                    detail.push(format!("not sealed to {}", join(&added)));
+                }
+                if !removed.is_empty() {
+                    detail.push(format!("still sealed to {}", join(&removed)));
+                }
+                let machine = node.machine.clone().unwrap_or_else(|| "shared".into());
+                problems.push(Problem {
+                    subject: format!("{node}/{file}"),
+                    kind: "recipients",
+                    detail: detail.join("; "),
+                    fix: if machine == "shared" {
+                        "vars rekey".into()
+                    } else {
+                        format!("vars rekey --machine {machine}")
+                    },
+                });
+            }
+        }
+    }
+    problems.extend(orphans(manifest, graph, store, machines)?);
+    Ok(problems)
+}
+
+fn join(items: &[&String]) -> String {
+    items
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Stored generators and files that the configuration no longer declares.
+pub fn orphans(
+    manifest: &Manifest,
+    graph: &Graph,
+    store: &Store,
+    machines: &[String],
+) -> Result<Vec<Problem>, StoreError> {
+    let mut owners: Vec<Owner> = Vec::new();
+    if machines.is_empty() {
+        owners.push(Owner::Shared);
+        owners.extend(store.stored_machines()?.into_iter().map(Owner::Machine));
+    } else {
+        owners.extend(machines.iter().cloned().map(Owner::Machine));
+    }
+    let mut out = Vec::new();
+    for o in owners {
+        let node_of = |gen: &str| match &o {
+            Owner::Machine(m) => NodeId::per_machine(m.clone(), gen),
+            Owner::Shared => NodeId::shared(gen),
+        };
+        let fix = match &o {
+            Owner::Machine(m) => format!("vars prune --machine {m}"),
+            Owner::Shared => "vars prune".into(),
+        };
+        let declared = |gen: &str| graph.contains(&node_of(gen));
+        let mut reported = BTreeSet::new();
+        let mut gens: BTreeSet<String> = store.stored_generators(&o)?.into_iter().collect();
+        let files = store.stored_files(&o)?;
+        gens.extend(files.iter().map(|(g, _, _)| g.clone()));
+        for g in &gens {
+            if !declared(g) {
+                reported.insert(g.clone());
+                out.push(Problem {
+                    subject: node_of(g).to_string(),
+                    kind: "orphan",
+                    detail: "stored but no longer declared".into(),
+                    fix: fix.clone(),
+                });
+            }
+        }
+        for (g, kind, f) in files {
+            if reported.contains(&g) {
+                continue;
+            }
+            let node = node_of(&g);
+            let Some(gen) = graph.generator(manifest, &node) else {
+                continue;
+            };
+            let expected =
+                gen.files
+                    .get(&f)
+                    .map(|d| if d.secret { Kind::Secret } else { Kind::Public });
+            if expected.is_none() {
+                out.push(Problem {
+                    subject: format!("{node}/{f}"),
+                    kind: "orphan",
+                    detail: format!("stored under {} but not declared", kind.dir()),
+                    fix: fix.clone(),
+                });
+            } else if expected != Some(kind) {
+                out.push(Problem {
+                    subject: format!("{node}/{f}"),
+                    kind: "kind",
+                    detail: format!(
+                        "stored under {} but declared {}",
+                        kind.dir(),
+                        if kind == Kind::Secret {
+                            "public"
+                        } else {
+                            "secret"
+                        }
+                    ),
+                    fix: generate_fix(&node, graph),
+                });
+            }
+        }
+    }
+    Ok(out)
+}

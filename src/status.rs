@@ -1,0 +1,226 @@
+//! What the store holds for each generator against what the manifest wants:
+//! the shared reading of `generate` (what must run) and `check` (what to
+//! report). Reads metadata only: nothing is decrypted, no process starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::graph::{Graph, NodeId};
+use crate::keys::Recipient;
+use crate::manifest::{Generator, Manifest};
+use crate::store::{GenMeta, Kind, Owner, Store, StoreError};
+
+/// Where a node's outputs live.
+pub fn owner(node: &NodeId) -> Owner {
+    match &node.machine {
+        Some(m) => Owner::Machine(m.clone()),
+        None => Owner::Shared,
+    }
+}
+
+/// Why a generator must run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stale {
+    /// Never generated, or declared files are absent.
+    Missing(Vec<String>),
+    /// Script, validation, files or other definition changed.
+    DefinitionChanged,
+    /// A dependency was regenerated since.
+    InputChanged(String),
+    /// A file is stored as secret but declared public, or the reverse.
+    KindMismatch(String),
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stale::Missing(files) if files.is_empty() => f.write_str("never generated"),
+            Stale::Missing(files) => write!(f, "missing {}", files.join(", ")),
+            Stale::DefinitionChanged => f.write_str("outdated: its definition changed"),
+            Stale::InputChanged(dep) => write!(f, "outdated: its dependency {dep} was regenerated"),
+            Stale::KindMismatch(file) => {
+                write!(f, "{file} is stored with the wrong secret/public kind")
+            }
+        }
+    }
+}
+
+/// A node's current state, from its metadata.
+pub fn stale(
+    store: &Store,
+    graph: &Graph,
+    node: &NodeId,
+    gen: &Generator,
+    metas: &BTreeMap<NodeId, Option<GenMeta>>,
+) -> Result<Option<Stale>, StoreError> {
+    let Some(Some(meta)) = metas.get(node) else {
+        return Ok(Some(Stale::Missing(Vec::new())));
+    };
+    let owner = owner(node);
+    let mut missing = Vec::new();
+    for (name, decl) in &gen.files {
+        let kind = if decl.secret {
+            Kind::Secret
+        } else {
+            Kind::Public
+        };
+        let other = if decl.secret {
+            Kind::Public
+        } else {
+            Kind::Secret
+        };
+        if !store
+            .file_path(&owner, kind, &node.generator, name)
+            .exists()
+        {
+            if store
+                .file_path(&owner, other, &node.generator, name)
+                .exists()
+            {
+                return Ok(Some(Stale::KindMismatch(name.clone())));
+            }
+            missing.push(name.clone());
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(Some(Stale::Missing(missing)));
+    }
+    let declared: BTreeMap<String, bool> = gen
+        .files
+        .iter()
+        .map(|(n, d)| (n.clone(), d.secret))
+        .collect();
+    if meta.definition != gen.definition_hash() || meta.files != declared {
+        return Ok(Some(Stale::DefinitionChanged));
+    }
+    for dep in graph.dependencies(node) {
+        let current = metas
+            .get(&dep)
+            .and_then(|m| m.as_ref())
+            .map(|m| &m.generation);
+        if meta.inputs.get(&dep.to_string()) != current {
+            return Ok(Some(Stale::InputChanged(dep.to_string())));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads every node's metadata once.
+pub fn read_metas(
+    store: &Store,
+    graph: &Graph,
+) -> Result<BTreeMap<NodeId, Option<GenMeta>>, StoreError> {
+    graph
+        .order()
+        .iter()
+        .map(|n| Ok((n.clone(), store.read_meta(&owner(n), &n.generator)?)))
+        .collect()
+}
+
+/// The nodes of the selected machines (every machine when empty): their
+/// per-machine generators and the shared ones they declare, in graph order.
+pub fn selected(manifest: &Manifest, graph: &Graph, machines: &[String]) -> Vec<NodeId> {
+    let chosen: BTreeSet<&str> = if machines.is_empty() {
+        manifest.machines.keys().map(String::as_str).collect()
+    } else {
+        machines.iter().map(String::as_str).collect()
+    };
+    graph
+        .order()
+        .iter()
+        .filter(|n| {
+            graph
+                .machines_of(n)
+                .iter()
+                .any(|m| chosen.contains(m.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The recipients a node's file must be sealed to: the admins, plus each
+/// machine that receives it (per-machine: its machine; shared: every machine
+/// declaring the generator with `deploy = true` for that file).
+pub fn wanted_recipients(
+    manifest: &Manifest,
+    graph: &Graph,
+    node: &NodeId,
+    file: &str,
+    admins: &[Recipient],
+    machine_keys: &BTreeMap<String, Vec<Recipient>>,
+) -> Vec<Recipient> {
+    let mut out: BTreeSet<Recipient> = admins.iter().cloned().collect();
+    let machines: Vec<String> = match &node.machine {
+        Some(m) => vec![m.clone()],
+        None => graph
+            .machines_of(node)
+            .into_iter()
+            .filter(|m| {
+                manifest
+                    .machines
+                    .get(m)
+                    .and_then(|mach| mach.generators.get(&node.generator))
+                    .and_then(|g| g.files.get(file))
+                    .is_some_and(|d| d.deploy)
+            })
+            .collect(),
+    };
+    for m in machines {
+        if let Some(keys) = machine_keys.get(&m) {
+            out.extend(keys.iter().cloned());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Every admin recipient, flattened and sorted.
+pub fn admin_recipients(store: &Store) -> Result<Vec<Recipient>, StoreError> {
+    let mut all: BTreeSet<Recipient> = BTreeSet::new();
+    for (_, keys) in store.admins()? {
+        all.extend(keys);
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// Each manifest machine's recipients, for machines that have a key.json.
+pub fn machine_keys(
+    store: &Store,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, Vec<Recipient>>, StoreError> {
+    let mut out = BTreeMap::new();
+    for m in manifest.machines.keys() {
+        if let Some(keys) = store.machine_recipients(m)? {
+            out.insert(m.clone(), keys);
+        }
+    }
+    Ok(out)
+}
+
+/// Creates a key for every listed machine that has none (sealed to the admins).
+pub fn ensure_machine_keys(
+    store: &Store,
+    admins: &[Recipient],
+    keys: &mut BTreeMap<String, Vec<Recipient>>,
+    machines: impl IntoIterator<Item = String>,
+) -> Result<(), StoreError> {
+    for m in machines {
+        if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(m) {
+            let r = store.create_machine_key(slot.key(), admins)?;
+            slot.insert(vec![r]);
+        }
+    }
+    Ok(())
+}
+
+/// Metadata for a new generation of `gen`'s outputs, made from `inputs`.
+pub fn new_meta(gen: &Generator, inputs: BTreeMap<String, String>) -> GenMeta {
+    GenMeta {
+        generation: GenMeta::new_generation(),
+        definition: gen.definition_hash(),
+        files: gen
+            .files
+            .iter()
+            .map(|(n, d)| (n.clone(), d.secret))
+            .collect(),
+        inputs,
+    }
+}
