@@ -521,7 +521,6 @@ fn vars_decrypts_a_json_file_sops_wrote() {
 }
 
 #[test]
-#[ignore = "serde_json reads some floats to a neighbouring value; needs its float_roundtrip feature"]
 fn vars_decrypts_a_json_file_sops_wrote_with_unencrypted_floats() {
     // The MAC covers the unencrypted floats' digits as sops formats them.
     if !require("sops") {

@@ -231,7 +231,6 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    #[ignore = "serde_json reads some floats to a neighbouring value; needs its float_roundtrip feature"]
     fn json_store_reads_floats_exactly(f in any::<f64>().prop_filter("finite", |f| f.is_finite())) {
         let number = go_json_number(f);
         prop_assert_eq!(number.parse::<f64>().unwrap(), f, "{}", number);
