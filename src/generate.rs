@@ -13,7 +13,7 @@ use crate::keys::{Identities, Recipient};
 use crate::manifest::{Generator, Manifest};
 use crate::sandbox::{Job, Sandbox};
 use crate::status::{self, owner, Stale};
-use crate::store::{GenMeta, Kind, Lock, Store, StoreError};
+use crate::store::{Kind, Lock, Store, StoreError};
 
 /// What the user asked for.
 pub struct Options {
@@ -146,6 +146,19 @@ pub fn plan(
         .collect())
 }
 
+/// Prompt answers per node: (prompt name, value).
+type PromptValues = BTreeMap<NodeId, Vec<(String, Zeroizing<Vec<u8>>)>>;
+
+/// The fixed inputs of a run.
+pub struct Env<'a> {
+    pub manifest: &'a Manifest,
+    pub graph: &'a Graph,
+    pub store: &'a Store,
+    pub lock: &'a Lock,
+    pub sandbox: &'a Sandbox,
+    pub ids: &'a Identities,
+}
+
 /// Everything a worker needs, shared read-only between threads.
 struct Ctx<'a> {
     manifest: &'a Manifest,
@@ -156,23 +169,26 @@ struct Ctx<'a> {
     ids: &'a Identities,
     admins: Vec<Recipient>,
     machine_keys: BTreeMap<String, Vec<Recipient>>,
-    prompts: BTreeMap<NodeId, Vec<(String, Zeroizing<Vec<u8>>)>>,
+    prompts: PromptValues,
     timeout: Duration,
 }
 
 /// Runs the plan. Returns one row per planned generator, in plan order.
 pub fn run(
-    manifest: &Manifest,
-    graph: &Graph,
-    store: &Store,
-    lock: &Lock,
-    sandbox: &Sandbox,
-    ids: &Identities,
+    env: &Env,
     opts: &Options,
     planned: &[(NodeId, String)],
     ask: &mut dyn FnMut(&str, &crate::manifest::Prompt) -> Option<Zeroizing<String>>,
     progress: &(dyn Fn(Event) + Sync),
 ) -> Result<Vec<Row>, GenerateError> {
+    let Env {
+        manifest,
+        graph,
+        store,
+        lock,
+        sandbox,
+        ids,
+    } = *env;
     if planned.is_empty() {
         return Ok(Vec::new());
     }
@@ -183,16 +199,11 @@ pub fn run(
     let prompts = collect_prompts(manifest, graph, store, ids, opts, planned, ask)?;
     // Every machine that will receive a sealed file gets a key before anything runs.
     let mut machine_keys = status::machine_keys(store, manifest)?;
-    let mut needing: BTreeSet<String> = BTreeSet::new();
-    for (n, _) in planned {
-        needing.extend(graph.machines_of(n));
-    }
-    for m in needing {
-        if !machine_keys.contains_key(&m) {
-            let r = store.create_machine_key(&m, &admins)?;
-            machine_keys.insert(m, vec![r]);
-        }
-    }
+    let needing: BTreeSet<String> = planned
+        .iter()
+        .flat_map(|(n, _)| graph.machines_of(n))
+        .collect();
+    status::ensure_machine_keys(store, &admins, &mut machine_keys, needing)?;
     let ctx = Ctx {
         manifest,
         graph,
@@ -217,7 +228,7 @@ fn collect_prompts(
     opts: &Options,
     planned: &[(NodeId, String)],
     ask: &mut dyn FnMut(&str, &crate::manifest::Prompt) -> Option<Zeroizing<String>>,
-) -> Result<BTreeMap<NodeId, Vec<(String, Zeroizing<Vec<u8>>)>>, GenerateError> {
+) -> Result<PromptValues, GenerateError> {
     let mut out = BTreeMap::new();
     let mut unanswered = Vec::new();
     let mut asked: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
@@ -524,16 +535,7 @@ fn run_one(ctx: &Ctx, node: &NodeId) -> Result<(), String> {
             publics.push((file.clone(), bytes.to_vec()));
         }
     }
-    let meta = GenMeta {
-        generation: GenMeta::new_generation(),
-        definition: gen.definition_hash(),
-        files: gen
-            .files
-            .iter()
-            .map(|(n, d)| (n.clone(), d.secret))
-            .collect(),
-        inputs: recorded,
-    };
+    let meta = status::new_meta(gen, recorded);
     let mut tx = ctx.store.begin(ctx.lock).map_err(|e| e.to_string())?;
     tx.put_generator(
         ctx.store,

@@ -194,3 +194,33 @@ pub fn machine_keys(
     }
     Ok(out)
 }
+
+/// Creates a key for every listed machine that has none (sealed to the admins).
+pub fn ensure_machine_keys(
+    store: &Store,
+    admins: &[Recipient],
+    keys: &mut BTreeMap<String, Vec<Recipient>>,
+    machines: impl IntoIterator<Item = String>,
+) -> Result<(), StoreError> {
+    for m in machines {
+        if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(m) {
+            let r = store.create_machine_key(slot.key(), admins)?;
+            slot.insert(vec![r]);
+        }
+    }
+    Ok(())
+}
+
+/// Metadata for a new generation of `gen`'s outputs, made from `inputs`.
+pub fn new_meta(gen: &Generator, inputs: BTreeMap<String, String>) -> GenMeta {
+    GenMeta {
+        generation: GenMeta::new_generation(),
+        definition: gen.definition_hash(),
+        files: gen
+            .files
+            .iter()
+            .map(|(n, d)| (n.clone(), d.secret))
+            .collect(),
+        inputs,
+    }
+}

@@ -1000,3 +1000,113 @@ fn concurrent_runs_are_serialised() {
         assert_eq!(on_dotd, 1, "{mounts}");
     });
 }
+
+/// The whole flow with the real engine: `vars keygen`, `vars generate` (the
+/// seed's sshd example and files for every owner and mode), `vars upload` for
+/// the machine key, then `vars activate`; contents equal `vars get`.
+#[test]
+fn what_vars_generate_produced_is_installed() {
+    in_namespace(|root| {
+        let Some(_) = ssh_host_key(&root.join("probe/key")) else {
+            return;
+        };
+        let repo = root.join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        let admin = root.join("keys/admin.txt");
+        age_key_file(&admin);
+        let ng = nogroup();
+        let manifest = json!({"machines": {"cinnabar": {"class": "nixos", "tags": [],
+        "generators": {
+            "sshd": {
+                "files": {
+                    "id_ed25519": {"restartUnits": ["sshd.service"],
+                                   "path": root.join("etc/ssh/ssh_host_ed25519_key").to_str().unwrap()},
+                    "id_ed25519.pub": {"secret": false}
+                },
+                "script": "ssh-keygen -q -t ed25519 -N '' -C cinnabar -f $out/id_ed25519"
+            },
+            "web": {
+                "files": {
+                    "tls.key": {"owner": "nobody", "group": ng, "mode": "0440"},
+                    "token": {"owner": "1234", "group": "1234", "mode": "0600", "neededFor": "activation"}
+                },
+                "script": "head -c 32 /dev/urandom > $out/tls.key; printf token-%s $RANDOM > $out/token"
+            }
+        }}}});
+        std::fs::write(repo.join("vars.json"), manifest.to_string()).unwrap();
+
+        let run = |args: &[&str]| {
+            let mut cmd = vars();
+            cmd.arg("--repo").arg(&repo).args(args);
+            cmd
+        };
+        let admin_s = admin.to_str().unwrap();
+        run(&["keygen", "--user", "admin", "--identity", admin_s])
+            .assert()
+            .success();
+        run(&["generate", "--no-sandbox", "--identity", admin_s])
+            .assert()
+            .success();
+        let up = root.join("upload");
+        run(&[
+            "upload",
+            "--machine",
+            "cinnabar",
+            "--to",
+            up.to_str().unwrap(),
+            "--identity",
+            admin_s,
+        ])
+        .assert()
+        .success();
+
+        let secrets = root.join("run/secrets");
+        run(&[
+            "activate",
+            "--machine",
+            "cinnabar",
+            "--identity",
+            up.join("var/lib/vars/key.txt").to_str().unwrap(),
+            "--secrets-dir",
+            secrets.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+
+        assert_eq!(
+            names(&secrets),
+            ["sshd.id_ed25519", "web.tls.key", "web.token"]
+        );
+        for (file, uid, gid, mode) in [
+            ("sshd/id_ed25519", 0, 0, 0o400),
+            ("web/tls.key", nobody_uid(), gid_of(&ng), 0o440),
+            ("web/token", 1234, 1234, 0o600),
+        ] {
+            let value = run(&["get", "cinnabar", file, "--identity", admin_s])
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone();
+            assert!(!value.is_empty());
+            assert_file(&secrets, &file.replace('/', "."), &value, uid, gid, mode);
+        }
+        // The installed host key is a working key matching the public value.
+        let link = root.join("etc/ssh/ssh_host_ed25519_key");
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(&link)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let public = run(&["get", "cinnabar", "sshd/id_ed25519.pub"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        assert!(String::from_utf8_lossy(&public)
+            .starts_with(String::from_utf8_lossy(&out.stdout).trim()));
+    });
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use super::engine_cmd::Repo;
 use super::Failure;
 use crate::activate::{self, ActivateError, Phase, Report};
 
@@ -30,12 +31,10 @@ pub struct ActivateArgs {
     /// The machine whose secrets to install (not needed with --rollback).
     #[arg(long, required_unless_present = "rollback")]
     machine: Option<String>,
-    /// The configuration: .json, .nix or REF#ATTR (default: DIR/fleet.nix, else DIR/vars.json).
-    #[arg(long, value_name = "MANIFEST")]
-    config: Option<String>,
-    /// The repository holding sops/ (or that sops/ directory itself).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    store: PathBuf,
+    /// The repository holding sops/, or that sops/ directory itself [default: --repo].
+    /// The configuration is --config, else DIR/fleet.nix, else DIR/vars.json.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
     /// An age key file or OpenSSH ed25519 private key (repeatable)
     /// [default: /var/lib/vars/key.txt and /etc/ssh/ssh_host_ed25519_key].
     #[arg(long = "identity", value_name = "FILE")]
@@ -57,7 +56,7 @@ pub struct ActivateArgs {
     #[arg(long)]
     json: bool,
     /// Point the secrets directory back at the previous kept generation.
-    #[arg(long, conflicts_with_all = ["dry_run", "config", "identities"])]
+    #[arg(long, conflicts_with_all = ["dry_run", "identities"])]
     rollback: bool,
     /// Accept a secrets directory that is not on a ramfs (tmpfs or disk).
     #[arg(long)]
@@ -72,18 +71,22 @@ pub struct UploadArgs {
     /// The directory to fill (for nixos-anywhere --extra-files / --disk-encryption-keys).
     #[arg(long, value_name = "DIR")]
     to: PathBuf,
-    /// The configuration: .json, .nix or REF#ATTR (default: DIR/fleet.nix, else DIR/vars.json).
-    #[arg(long, value_name = "MANIFEST")]
-    config: Option<String>,
-    /// The repository holding sops/.
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    store: PathBuf,
+    /// The repository holding sops/ [default: --repo].
+    /// The configuration is --config, else DIR/fleet.nix, else DIR/vars.json.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
     /// An admin age key file or OpenSSH private key (repeatable); then sops' own sources.
     #[arg(long = "identity", value_name = "FILE")]
     identities: Vec<PathBuf>,
 }
 
-/// `--config`, else `DIR/fleet.nix`, else `DIR/vars.json`.
+/// `--store`, else `--repo`; and `--config`, else `DIR/fleet.nix`, else `DIR/vars.json`.
+fn locate(repo: &Repo, store: Option<PathBuf>) -> Result<(PathBuf, String), Failure> {
+    let store = store.unwrap_or_else(|| repo.repo.clone());
+    let config = config_of(repo.config.clone(), &store)?;
+    Ok((store, config))
+}
+
 fn config_of(config: Option<String>, store: &Path) -> Result<String, Failure> {
     if let Some(c) = config {
         return Ok(c);
@@ -100,7 +103,7 @@ fn config_of(config: Option<String>, store: &Path) -> Result<String, Failure> {
             store.join("fleet.nix").display(),
             store.join("vars.json").display()
         ),
-        1,
+        2,
     ))
 }
 
@@ -174,7 +177,7 @@ fn failure(e: ActivateError) -> Failure {
 }
 
 /// `vars activate`.
-pub fn activate(args: ActivateArgs) -> Result<i32, Failure> {
+pub fn activate(repo: &Repo, args: ActivateArgs) -> Result<i32, Failure> {
     let phase: Phase = args.phase.into();
     let secrets_dir = args
         .secrets_dir
@@ -182,10 +185,11 @@ pub fn activate(args: ActivateArgs) -> Result<i32, Failure> {
     let report = if args.rollback {
         activate::rollback(&secrets_dir, phase).map_err(failure)?
     } else {
+        let (store, config) = locate(repo, args.store)?;
         let opts = activate::Options {
             machine: args.machine.unwrap_or_default(),
-            config: config_of(args.config, &args.store)?,
-            store: args.store,
+            config,
+            store,
             identities: args.identities,
             secrets_dir,
             phase,
@@ -200,11 +204,12 @@ pub fn activate(args: ActivateArgs) -> Result<i32, Failure> {
 }
 
 /// `vars upload`.
-pub fn upload(args: UploadArgs) -> Result<i32, Failure> {
+pub fn upload(repo: &Repo, args: UploadArgs) -> Result<i32, Failure> {
+    let (store, config) = locate(repo, args.store)?;
     let opts = activate::UploadOptions {
-        config: config_of(args.config, &args.store)?,
+        config,
         machine: args.machine,
-        store: args.store,
+        store,
         identities: args.identities,
         to: args.to,
     };

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use lock::Lock;
 pub use meta::GenMeta;
-pub use tx::Tx;
+pub use tx::{pending as tx_pending, Tx};
 
 use crate::keys::{self, KeyError, Recipient};
 use crate::sops::SopsFile;

@@ -97,6 +97,12 @@ impl Tx {
         self.stage(rel, Some(bytes))
     }
 
+    /// Removes one file (prune).
+    pub fn remove_path(&mut self, store: &Store, path: &Path) -> Result<(), StoreError> {
+        let rel = Tx::rel(store, path);
+        self.stage(rel, None)
+    }
+
     /// Removes every output and the metadata of a generator (orphan cleanup).
     pub fn remove_generator(
         &mut self,
