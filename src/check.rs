@@ -77,12 +77,21 @@ pub fn check(
                     .iter()
                     .map(|r| r.to_string())
                     .collect();
-            if have != want {
+            // A machine that receives the file but has no key yet (a new
+            // machine declaring a shared generator) is missing from it too.
+            let keyless: Vec<String> = status::receiving_machines(manifest, graph, node, file)
+                .into_iter()
+                .filter(|m| !machine_keys.contains_key(m))
+                .collect();
+            if have != want || !keyless.is_empty() {
                 let added: Vec<&String> = want.difference(&have).collect();
                 let removed: Vec<&String> = have.difference(&want).collect();
                 let mut detail = Vec::new();
                 if !added.is_empty() {
                     detail.push(format!("not sealed to {}", join(&added)));
+                }
+                for m in &keyless {
+                    detail.push(format!("not sealed to machine {m}, which has no key yet"));
                 }
                 if !removed.is_empty() {
                     detail.push(format!("still sealed to {}", join(&removed)));

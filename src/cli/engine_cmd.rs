@@ -217,16 +217,78 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
     let lock = store.lock()?;
     let planned =
         generate::plan(&manifest, &graph, &store, &opts).map_err(|e| Failure::new(e, 2))?;
+    // Stored secrets of the selection sealed to other recipients than the
+    // wanted set (say a machine that started declaring a shared generator):
+    // re-sealed after the run, so every selected secret ends up readable by
+    // exactly the machines and admins that should read it.
+    let reseal = crate::maintain::rekey_needed(&manifest, &graph, &store, &opts.machines)?;
     if args.dry_run {
         for (n, why) in &planned {
             println!("{n}: {why}");
         }
+        for f in &reseal {
+            println!("{f}: re-seal: its recipients changed");
+        }
         return Ok(0);
     }
-    if planned.is_empty() {
+    if planned.is_empty() && reseal.is_empty() {
         eprintln!("everything is up to date");
         return Ok(0);
     }
+    let ids = Identities::discover(&args.identities)?;
+    let rows = if planned.is_empty() {
+        Vec::new()
+    } else {
+        run_planned(&manifest, &graph, &store, &lock, &ids, &opts, &planned, &args)?
+    };
+    let mut failed = 0;
+    if !rows.is_empty() {
+        let width = rows
+            .iter()
+            .map(|r| r.node.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(9);
+        println!("{:width$}  result", "generator");
+        for row in &rows {
+            let text = match &row.outcome {
+                Outcome::Generated(why) => format!("generated ({why})"),
+                Outcome::Failed(e) => {
+                    failed += 1;
+                    format!("failed: {e}")
+                }
+                Outcome::Skipped(why) => format!("skipped: {why}"),
+            };
+            println!("{:width$}  {text}", row.node.to_string());
+        }
+    }
+    if !reseal.is_empty() {
+        for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)? {
+            println!("re-sealed {f}");
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} generator{} failed",
+            if failed == 1 { "" } else { "s" }
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// Runs the planned generators with progress on stderr; one row per generator.
+#[allow(clippy::too_many_arguments)]
+fn run_planned(
+    manifest: &Manifest,
+    graph: &Graph,
+    store: &Store,
+    lock: &crate::store::Lock,
+    ids: &Identities,
+    opts: &generate::Options,
+    planned: &[(crate::graph::NodeId, String)],
+    args: &GenerateArgs,
+) -> Result<Vec<generate::Row>, Failure> {
     let isolation = if args.no_sandbox {
         eprintln!("warning: --no-sandbox: scripts run without namespaces (a private tmpfs dir and a clean environment only)");
         Isolation::None
@@ -234,7 +296,6 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
         Isolation::Bubblewrap
     };
     let sandbox = Sandbox::new(isolation)?;
-    let ids = Identities::discover(&args.identities)?;
     let tty = std::io::stderr().is_terminal();
     let progress = |ev: Event| match ev {
         Event::Started(n) if tty => eprint!("\r\x1b[K  running {n}"),
@@ -256,45 +317,17 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
         }
     };
     let env = generate::Env {
-        manifest: &manifest,
-        graph: &graph,
-        store: &store,
-        lock: &lock,
+        manifest,
+        graph,
+        store,
+        lock,
         sandbox: &sandbox,
-        ids: &ids,
+        ids,
     };
-    let rows =
-        generate::run(&env, &opts, &planned, &mut ask_tty, &progress).map_err(|e| match e {
-            generate::GenerateError::MissingPrompts(_) => Failure::new(e, 2),
-            other => Failure::new(other, 1),
-        })?;
-    let width = rows
-        .iter()
-        .map(|r| r.node.to_string().len())
-        .max()
-        .unwrap_or(0)
-        .max(9);
-    println!("{:width$}  result", "generator");
-    let mut failed = 0;
-    for row in &rows {
-        let text = match &row.outcome {
-            Outcome::Generated(why) => format!("generated ({why})"),
-            Outcome::Failed(e) => {
-                failed += 1;
-                format!("failed: {e}")
-            }
-            Outcome::Skipped(why) => format!("skipped: {why}"),
-        };
-        println!("{:width$}  {text}", row.node.to_string());
-    }
-    if failed > 0 {
-        eprintln!(
-            "error: {failed} generator{} failed",
-            if failed == 1 { "" } else { "s" }
-        );
-        return Ok(1);
-    }
-    Ok(0)
+    generate::run(&env, opts, planned, &mut ask_tty, &progress).map_err(|e| match e {
+        generate::GenerateError::MissingPrompts(_) => Failure::new(e, 2),
+        other => Failure::new(other, 1),
+    })
 }
 
 pub fn check(repo: &Repo, machines: &[String], json: bool) -> Result<i32, Failure> {
