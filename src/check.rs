@@ -51,15 +51,20 @@ pub fn check(
             continue;
         };
         if let Some(stale) = status::stale(store, graph, node, gen, &metas)? {
-            let kind = match stale {
-                Stale::Missing(_) => "missing",
-                Stale::KindMismatch(_) => "kind",
-                _ => "outdated",
+            // The detail does not repeat the kind ("outdated: its definition changed").
+            let (kind, detail) = match &stale {
+                Stale::Missing(files) if files.is_empty() => ("missing", "never generated".into()),
+                Stale::Missing(files) => ("missing", format!("absent: {}", files.join(", "))),
+                Stale::KindMismatch(_) => ("kind", stale.to_string()),
+                Stale::DefinitionChanged => ("outdated", "its definition changed".into()),
+                Stale::InputChanged(dep) => {
+                    ("outdated", format!("its dependency {dep} was regenerated"))
+                }
             };
             problems.push(Problem {
                 subject: node.to_string(),
                 kind,
-                detail: stale.to_string(),
+                detail,
                 fix: generate_fix(node, graph),
             });
             continue;
@@ -110,7 +115,19 @@ pub fn check(
             }
         }
     }
-    problems.extend(orphans(manifest, graph, store, machines)?);
+    // A file stored with the wrong kind is already reported on its generator.
+    let mismatched: BTreeSet<String> = problems
+        .iter()
+        .filter(|p| p.kind == "kind")
+        .map(|p| format!("{}/", p.subject))
+        .collect();
+    problems.extend(
+        orphans(manifest, graph, store, machines)?
+            .into_iter()
+            .filter(|o| {
+                !(o.kind == "kind" && mismatched.iter().any(|n| o.subject.starts_with(n)))
+            }),
+    );
     Ok(problems)
 }
 
