@@ -77,7 +77,20 @@ fn get_errors_name_what_was_asked() {
     std::fs::remove_file(fleet.keys_txt()).unwrap();
     let out = fleet.run(&["get", "cinnabar", "api/token"]).code(1);
     assert_eq!(out.stdout, "");
-    assert!(out.stderr.starts_with("error: "), "{out}");
+    let sealed_to: Vec<String> = fleet
+        .recipients("sops/machines/cinnabar/secrets/api/token")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: no identity matches ./sops/machines/cinnabar/secrets/api/token: \
+             it is encrypted to {}; identities tried: SOPS_AGE_KEY (unset), {} (not found). \
+             Pass --identity FILE or set SOPS_AGE_KEY_FILE\n",
+            sealed_to.join(", "),
+            fleet.keys_txt().display()
+        )
+    );
     // Public values need no key.
     fleet.run(&["get", "cinnabar", "api/url"]).ok();
 }
@@ -163,7 +176,7 @@ fn list_shows_statuses_and_public_values() {
          cinnabar/api/url  public  ok  https://new\n\
          cinnabar/ca/k  secret  ok\n\
          cinnabar/ca/k.pub  public  ok  public-ca\n\
-         cinnabar/client/conf  public  outdated: its dependency cinnabar/api was regenerated  url=https://api.example\ntoken-bytes=7\n\
+         cinnabar/client/conf  public  outdated: its dependency cinnabar/api was regenerated  url=https://api.example\\ntoken-bytes=7\n\
          zinc/ca/k  secret  ok\n\
          zinc/ca/k.pub  public  ok  public-ca\n"
     );

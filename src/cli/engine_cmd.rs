@@ -371,7 +371,24 @@ pub fn list(repo: &Repo, machine: Option<&str>, json: bool) -> Result<i32, Failu
         return Ok(0);
     }
     for r in rows {
-        let value = r.value.map(|v| format!("  {v}")).unwrap_or_default();
+        // One line per file: control characters in a value (a multi-line
+        // public file) are shown escaped.
+        let value = r
+            .value
+            .map(|v| {
+                let shown: String = v
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_default().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
+                format!("  {shown}")
+            })
+            .unwrap_or_default();
         println!(
             "{}/{}/{}  {}  {}{}",
             r.machine,
