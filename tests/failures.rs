@@ -153,3 +153,67 @@ fn a_directory_in_out_fails() {
     );
     assert!(!fleet.exists("sops/machines/m/secrets/g"));
 }
+
+#[test]
+fn killing_vars_midway_leaves_complete_sets_and_no_script_behind() {
+    if !require("bwrap") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let manifest = |script: &str| {
+        one_machine(
+            "m",
+            json!({
+                "a": { "files": { "s": {}, "v": { "secret": false } },
+                       "script": "echo a > $out/s; echo a > $out/v" },
+                "b": { "dependencies": ["a"], "files": { "s": {}, "v": { "secret": false } },
+                       "script": script },
+            }),
+        )
+    };
+    let fleet = Fleet::new(manifest(
+        "echo b > $out/v; echo b > $out/s; sleep 27.1828; echo late > $out/v",
+    ));
+    let mut cmd = fleet.command(&["generate", "--jobs", "1"]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert_eq!(line, "[1/2] m/a generated\n");
+    // b's script is now running (or about to): kill vars outright.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let files: Vec<String> = fleet
+        .tree()
+        .into_keys()
+        .filter(|p| p.starts_with("machines/m/") && !p.ends_with("key.json") && !p.ends_with("age-key"))
+        .collect();
+    assert_eq!(
+        files,
+        ["machines/m/meta/a.json", "machines/m/public/a/v", "machines/m/secrets/a/s"]
+    );
+    // The sandboxed script died with vars.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("27.1828"))
+    }) {
+        assert!(std::time::Instant::now() < deadline, "the script outlived vars");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The next run picks up where it stopped.
+    fleet.configure(&manifest("echo b > $out/v; echo b > $out/s"));
+    let out = fleet.generate(&[]).ok();
+    assert_eq!(out.stdout, "generator  result\nm/b        generated (never generated)\n");
+    fleet.check(0);
+    assert!(
+        std::fs::read_dir(fleet.repo.join("sops/.tx")).map_or(true, |mut d| d.next().is_none()),
+        "a transaction was left behind"
+    );
+}

@@ -111,6 +111,11 @@ fn second_generate_is_a_noop_and_leaves_every_file_byte_identical() {
     fleet.check(0);
     fleet.run(&["list"]).ok();
     assert_same_tree(&before, &fleet.tree());
+    // A no-op decrypts nothing, so it needs no key.
+    std::fs::remove_file(fleet.keys_txt()).unwrap();
+    let out = fleet.generate(&[]).ok();
+    assert_eq!(out.stderr, "everything is up to date\n");
+    assert_same_tree(&before, &fleet.tree());
     assert!(
         std::fs::read_dir(fleet.repo.join("sops/.tx")).map_or(true, |mut d| d.next().is_none()),
         "a transaction was left behind"
@@ -254,4 +259,48 @@ fn without_an_admin_generate_says_to_run_keygen() {
         "error: no admin keys: sops/users/*/key.json is empty; run `vars keygen` first\n"
     );
     assert!(!fleet.exists("sops/machines"));
+}
+
+#[test]
+fn generator_flag_pulls_in_missing_dependencies() {
+    if !require("bwrap") {
+        return;
+    }
+    let fleet = Fleet::new(chain());
+    let out = fleet.generate(&["--generator", "c"]).ok();
+    assert_eq!(
+        out.stdout,
+        "generator  result\n\
+         m/a        generated (never generated)\n\
+         m/b        generated (never generated)\n\
+         m/c        generated (--generator)\n"
+    );
+    assert!(!fleet.exists("sops/machines/m/public/solo"));
+}
+
+#[test]
+fn regenerating_a_shared_node_for_one_machine_reaches_every_machine() {
+    if !require("bwrap") {
+        return;
+    }
+    let ca = json!({ "share": true, "files": { "v": { "secret": false } },
+                     "script": "head -c 8 /dev/urandom | od -An -tx1 > $out/v" });
+    let host = json!({ "dependencies": ["ca"], "files": { "v": { "secret": false } },
+                       "script": "cp $in/ca/v $out/v" });
+    let fleet = Fleet::new(json!({ "machines": {
+        "a": machine(json!({ "ca": ca.clone(), "host": host.clone() })),
+        "b": machine(json!({ "ca": ca, "host": host })),
+    }}));
+    fleet.generate(&[]).ok();
+    let out = fleet.generate(&["--machine", "b", "--generator", "ca"]).ok();
+    assert_eq!(
+        out.stdout,
+        "generator  result\n\
+         shared/ca  generated (--generator)\n\
+         a/host     generated (dependency shared/ca runs)\n\
+         b/host     generated (dependency shared/ca runs)\n"
+    );
+    let ca = fleet.read("sops/shared/public/ca/v");
+    assert_eq!(fleet.read("sops/machines/a/public/host/v"), ca);
+    assert_eq!(fleet.read("sops/machines/b/public/host/v"), ca);
 }
