@@ -124,9 +124,7 @@ pub fn check(
     problems.extend(
         orphans(manifest, graph, store, machines)?
             .into_iter()
-            .filter(|o| {
-                !(o.kind == "kind" && mismatched.iter().any(|n| o.subject.starts_with(n)))
-            }),
+            .filter(|o| !(o.kind == "kind" && mismatched.iter().any(|n| o.subject.starts_with(n)))),
     );
     Ok(problems)
 }

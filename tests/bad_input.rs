@@ -37,7 +37,9 @@ fn rejected(edit: impl FnOnce(&mut Value), message: &str) {
 }
 
 fn gens(m: &mut Value) -> &mut serde_json::Map<String, Value> {
-    m["machines"]["cinnabar"]["generators"].as_object_mut().unwrap()
+    m["machines"]["cinnabar"]["generators"]
+        .as_object_mut()
+        .unwrap()
 }
 
 #[test]

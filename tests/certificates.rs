@@ -52,7 +52,11 @@ fn ssh_keygen(fleet: &Fleet, flag: &str, rel: &str) -> String {
         .arg(fleet.repo.join(rel))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -82,7 +86,9 @@ fn host_certificate_is_signed_by_the_shared_ca() {
     let cert = ssh_keygen(&fleet, "-L", &format!("sops/machines/cinnabar/{CERT}"));
     assert!(cert.contains("host certificate"), "{cert}");
     assert!(
-        cert.contains(&format!("Signing CA: ED25519 {fingerprint} (using ssh-ed25519)")),
+        cert.contains(&format!(
+            "Signing CA: ED25519 {fingerprint} (using ssh-ed25519)"
+        )),
         "{cert}"
     );
     assert!(cert.contains("Key ID: \"cinnabar\""), "{cert}");
@@ -113,7 +119,10 @@ fn generating_a_second_machine_seals_the_shared_ca_to_both() {
          re-sealed shared/openssh-ca/ca\n"
     );
     // Same CA, now sealed to the admin and both machines.
-    assert_eq!(fleet.read("sops/shared/public/openssh-ca/ca.pub"), ca_before);
+    assert_eq!(
+        fleet.read("sops/shared/public/openssh-ca/ca.pub"),
+        ca_before
+    );
     assert_eq!(
         fleet.recipients("sops/shared/secrets/openssh-ca/ca"),
         [
@@ -126,8 +135,14 @@ fn generating_a_second_machine_seals_the_shared_ca_to_both() {
     // zinc's certificate comes from the same CA; cinnabar's is untouched.
     let fingerprint = ca_fingerprint(&fleet);
     let cert = ssh_keygen(&fleet, "-L", &format!("sops/machines/zinc/{CERT}"));
-    assert!(cert.contains(&format!("Signing CA: ED25519 {fingerprint}")), "{cert}");
-    assert_eq!(fleet.read(&format!("sops/machines/cinnabar/{CERT}")), cinnabar_cert);
+    assert!(
+        cert.contains(&format!("Signing CA: ED25519 {fingerprint}")),
+        "{cert}"
+    );
+    assert_eq!(
+        fleet.read(&format!("sops/machines/cinnabar/{CERT}")),
+        cinnabar_cert
+    );
     fleet.check(0);
 }
 
@@ -156,7 +171,10 @@ fn regenerating_the_ca_regenerates_every_host_certificate() {
         let rel = format!("machines/{m}/{CERT}");
         assert_ne!(before[&rel], after[&rel], "{rel} did not change");
         let cert = ssh_keygen(&fleet, "-L", &format!("sops/{rel}"));
-        assert!(cert.contains(&format!("Signing CA: ED25519 {new_fingerprint}")), "{cert}");
+        assert!(
+            cert.contains(&format!("Signing CA: ED25519 {new_fingerprint}")),
+            "{cert}"
+        );
     }
     // Exactly the CA and the host keys changed; motd and the keys are byte-identical.
     let mut want = vec![
@@ -167,7 +185,9 @@ fn regenerating_the_ca_regenerates_every_host_certificate() {
     for m in ["cinnabar", "zinc"] {
         want.push(format!("machines/{m}/meta/openssh.json"));
         want.push(format!("machines/{m}/{CERT}"));
-        want.push(format!("machines/{m}/public/openssh/ssh_host_ed25519_key.pub"));
+        want.push(format!(
+            "machines/{m}/public/openssh/ssh_host_ed25519_key.pub"
+        ));
         want.push(format!("machines/{m}/secrets/openssh/ssh_host_ed25519_key"));
     }
     want.sort();

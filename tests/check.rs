@@ -139,9 +139,7 @@ fn outdated_when_a_dependency_is_set() {
         return;
     }
     let fleet = generated();
-    fleet
-        .run_stdin(&["set", "cinnabar", "a/v"], b"new\n")
-        .ok();
+    fleet.run_stdin(&["set", "cinnabar", "a/v"], b"new\n").ok();
     assert_eq!(
         problems(&fleet),
         "cinnabar/b: outdated: its dependency cinnabar/a was regenerated (fix: vars generate --machine cinnabar --generator b)\n"
@@ -185,7 +183,9 @@ fn recipients_when_an_admin_is_added_then_rekey() {
         ]
     );
     fleet.check(0);
-    assert!(fleet.recipients("sops/shared/secrets/ca/k").contains(&second));
+    assert!(fleet
+        .recipients("sops/shared/secrets/ca/k")
+        .contains(&second));
 }
 
 #[test]
@@ -209,7 +209,9 @@ fn recipients_when_an_admin_is_removed() {
     );
     fleet.run(&["rekey"]).ok();
     fleet.check(0);
-    assert!(!fleet.recipients("sops/shared/secrets/ca/k").contains(&second));
+    assert!(!fleet
+        .recipients("sops/shared/secrets/ca/k")
+        .contains(&second));
 }
 
 #[test]
@@ -238,7 +240,10 @@ fn recipients_when_a_machine_key_changes_and_rekey_touches_nothing_else() {
     let before = fleet.tree();
     let out = fleet.run(&["rekey"]).ok();
     assert_eq!(out.stdout, "");
-    assert_eq!(out.stderr, "every secret already has the wanted recipients\n");
+    assert_eq!(
+        out.stderr,
+        "every secret already has the wanted recipients\n"
+    );
     assert_same_tree(&before, &fleet.tree());
 }
 
@@ -249,7 +254,8 @@ fn recipients_when_a_machine_starts_declaring_a_shared_generator() {
     }
     let fleet = generated();
     edit(&fleet, |m| {
-        m["machines"]["lead"]["generators"]["ca"] = m["machines"]["zinc"]["generators"]["ca"].clone();
+        m["machines"]["lead"]["generators"]["ca"] =
+            m["machines"]["zinc"]["generators"]["ca"].clone();
     });
     let lead = fleet.machine_key("lead");
     assert_eq!(
@@ -267,7 +273,8 @@ fn recipients_when_a_new_machine_without_a_key_declares_a_shared_generator() {
     }
     let fleet = generated();
     edit(&fleet, |m| {
-        m["machines"]["newbie"] = machine(json!({ "ca": m["machines"]["zinc"]["generators"]["ca"].clone() }));
+        m["machines"]["newbie"] =
+            machine(json!({ "ca": m["machines"]["zinc"]["generators"]["ca"].clone() }));
     });
     assert_eq!(
         problems(&fleet),
@@ -324,7 +331,10 @@ fn orphan_generator_then_prune() {
     assert_eq!(out.stdout, "removed cinnabar/b\n");
     assert_eq!(
         changed(&before, &fleet.tree()),
-        ["machines/cinnabar/meta/b.json", "machines/cinnabar/secrets/b/s"]
+        [
+            "machines/cinnabar/meta/b.json",
+            "machines/cinnabar/secrets/b/s"
+        ]
     );
     fleet.check(0);
 }
@@ -425,7 +435,9 @@ fn check_needs_no_key() {
 #[test]
 fn config_error_exits_2() {
     let fleet = Fleet::new(manifest());
-    edit(&fleet, |m| m["machines"]["zinc"]["class"] = json!("windows"));
+    edit(&fleet, |m| {
+        m["machines"]["zinc"]["class"] = json!("windows")
+    });
     let out = fleet.run(&["check"]).code(2);
     assert_eq!(out.stdout, "");
     assert_eq!(

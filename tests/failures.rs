@@ -64,7 +64,9 @@ fn failures_are_reported_dependents_skipped_independents_run() {
     let files: Vec<String> = fleet
         .tree()
         .into_keys()
-        .filter(|p| p.starts_with("machines/m/") && !p.ends_with("key.json") && !p.ends_with("age-key"))
+        .filter(|p| {
+            p.starts_with("machines/m/") && !p.ends_with("key.json") && !p.ends_with("age-key")
+        })
         .collect();
     assert_eq!(
         files,
@@ -75,7 +77,10 @@ fn failures_are_reported_dependents_skipped_independents_run() {
             "machines/m/public/okdep/f",
         ]
     );
-    assert_eq!(fleet.read_string("sops/machines/m/public/okdep/f"), "hello\n");
+    assert_eq!(
+        fleet.read_string("sops/machines/m/public/okdep/f"),
+        "hello\n"
+    );
     assert!(
         std::fs::read_dir(fleet.repo.join("sops/.tx")).map_or(true, |mut d| d.next().is_none()),
         "a transaction was left behind"
@@ -127,7 +132,10 @@ fn a_script_producing_nothing_says_so() {
     if !require("bwrap") {
         return;
     }
-    let fleet = Fleet::new(one_machine("m", json!({ "g": { "files": { "a": {}, "b": {} }, "script": "true" } })));
+    let fleet = Fleet::new(one_machine(
+        "m",
+        json!({ "g": { "files": { "a": {}, "b": {} }, "script": "true" } }),
+    ));
     let out = fleet.generate(&[]).code(1);
     assert_eq!(
         out.stdout,
@@ -192,11 +200,17 @@ fn killing_vars_midway_leaves_complete_sets_and_no_script_behind() {
     let files: Vec<String> = fleet
         .tree()
         .into_keys()
-        .filter(|p| p.starts_with("machines/m/") && !p.ends_with("key.json") && !p.ends_with("age-key"))
+        .filter(|p| {
+            p.starts_with("machines/m/") && !p.ends_with("key.json") && !p.ends_with("age-key")
+        })
         .collect();
     assert_eq!(
         files,
-        ["machines/m/meta/a.json", "machines/m/public/a/v", "machines/m/secrets/a/s"]
+        [
+            "machines/m/meta/a.json",
+            "machines/m/public/a/v",
+            "machines/m/secrets/a/s"
+        ]
     );
     // The sandboxed script died with vars.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -204,13 +218,19 @@ fn killing_vars_midway_leaves_complete_sets_and_no_script_behind() {
         std::fs::read(e.path().join("cmdline"))
             .is_ok_and(|c| String::from_utf8_lossy(&c).contains("27.1828"))
     }) {
-        assert!(std::time::Instant::now() < deadline, "the script outlived vars");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script outlived vars"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // The next run picks up where it stopped.
     fleet.configure(&manifest("echo b > $out/v; echo b > $out/s"));
     let out = fleet.generate(&[]).ok();
-    assert_eq!(out.stdout, "generator  result\nm/b        generated (never generated)\n");
+    assert_eq!(
+        out.stdout,
+        "generator  result\nm/b        generated (never generated)\n"
+    );
     fleet.check(0);
     assert!(
         std::fs::read_dir(fleet.repo.join("sops/.tx")).map_or(true, |mut d| d.next().is_none()),

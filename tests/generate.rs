@@ -60,7 +60,10 @@ fn sshd_key_is_sealed_for_the_admin_and_the_machine() {
     // ...and with the machine key, itself sealed to the admins in age-key.
     let machine_secret = fleet.sops_decrypt("sops/machines/cinnabar/age-key", &fleet.keys_txt());
     let machine_secret = String::from_utf8(machine_secret).unwrap();
-    assert!(machine_secret.starts_with("AGE-SECRET-KEY-1"), "{machine_secret}");
+    assert!(
+        machine_secret.starts_with("AGE-SECRET-KEY-1"),
+        "{machine_secret}"
+    );
     let machine_keys = fleet.root().join("machine-keys.txt");
     std::fs::write(&machine_keys, &machine_secret).unwrap();
     assert_eq!(fleet.sops_decrypt(secret, &machine_keys), by_admin);
@@ -153,7 +156,10 @@ fn generator_flag_forces_it_and_its_dependents_only() {
          m/c        generated (dependency m/b runs)\n"
     );
     let changed = changed(&before, &fleet.tree());
-    assert_eq!(changed, ["machines/m/meta/b.json", "machines/m/meta/c.json"]);
+    assert_eq!(
+        changed,
+        ["machines/m/meta/b.json", "machines/m/meta/c.json"]
+    );
 }
 
 #[test]
@@ -176,7 +182,10 @@ fn regenerate_forces_every_generator_of_the_selected_machines() {
          m/solo     generated (--regenerate)\n"
     );
     let changed = changed(&before, &fleet.tree());
-    assert!(changed.iter().all(|p| p.starts_with("machines/m/meta/")), "{changed:?}");
+    assert!(
+        changed.iter().all(|p| p.starts_with("machines/m/meta/")),
+        "{changed:?}"
+    );
     assert_eq!(changed.len(), 4);
 }
 
@@ -229,7 +238,10 @@ fn machine_flag_limits_the_run() {
         "b": machine(json!({ "g": public_gen(&["v"], "b") })),
     }}));
     let out = fleet.generate(&["--machine", "b"]).ok();
-    assert_eq!(out.stdout, "generator  result\nb/g        generated (never generated)\n");
+    assert_eq!(
+        out.stdout,
+        "generator  result\nb/g        generated (never generated)\n"
+    );
     assert!(!fleet.exists("sops/machines/a"));
     assert_eq!(fleet.read_string("sops/machines/b/public/g/v"), "b\n");
 }
@@ -292,7 +304,9 @@ fn regenerating_a_shared_node_for_one_machine_reaches_every_machine() {
         "b": machine(json!({ "ca": ca, "host": host })),
     }}));
     fleet.generate(&[]).ok();
-    let out = fleet.generate(&["--machine", "b", "--generator", "ca"]).ok();
+    let out = fleet
+        .generate(&["--machine", "b", "--generator", "ca"])
+        .ok();
     assert_eq!(
         out.stdout,
         "generator  result\n\

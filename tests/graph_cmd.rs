@@ -78,7 +78,10 @@ fn unknown_machine_and_config_errors_exit_2() {
     fleet.configure(&m);
     let out = fleet.run(&["graph"]).code(2);
     assert_eq!(out.stdout, "");
-    assert_eq!(out.stderr, "error: dependency cycle: lead/motd -> lead/motd\n");
+    assert_eq!(
+        out.stderr,
+        "error: dependency cycle: lead/motd -> lead/motd\n"
+    );
 }
 
 #[test]

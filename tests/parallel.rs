@@ -123,16 +123,18 @@ fn jobs_2_gives_the_same_store_and_report_as_jobs_1() {
     assert_eq!(one.stdout, two.stdout);
     let order: Vec<String> = rows(&one.stdout).into_keys().collect();
     assert_eq!(order.len(), 20);
-    let listed: Vec<&str> = one.stdout.lines().skip(1).map(|l| l.split(' ').next().unwrap()).collect();
+    let listed: Vec<&str> = one
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
     assert_eq!(listed, ALL);
     assert_eq!(progress(&one.stderr), progress(&two.stderr));
 
     // The same files, the same public contents, the same secrets.
     let (a, b) = (serial.tree(), parallel.tree());
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     let publics: Vec<&String> = a.keys().filter(|k| k.contains("/public/")).collect();
     assert_eq!(publics.len(), 20);
     for k in publics {
@@ -184,7 +186,10 @@ fn failure_skips_exactly(failing: &[&str], skipped: &[&str]) {
         } else {
             format!("machines/{owner}/public/{gen}/")
         };
-        assert!(!tree.keys().any(|k| k.starts_with(&dir)), "{id} was written");
+        assert!(
+            !tree.keys().any(|k| k.starts_with(&dir)),
+            "{id} was written"
+        );
     }
     // The same report as with --jobs 1.
     let (_, serial) = generate(failing, "1");

@@ -51,7 +51,11 @@ fn answers_from_flags_and_from_a_file() {
     }
     let fleet = Fleet::new(manifest());
     let answers = fleet.root().join("answers.json");
-    std::fs::write(&answers, r#"{"wifi.psk": "hunter2", "zinc/user.name": "from file"}"#).unwrap();
+    std::fs::write(
+        &answers,
+        r#"{"wifi.psk": "hunter2", "zinc/user.name": "from file"}"#,
+    )
+    .unwrap();
     let out = fleet
         .generate(&[
             "--prompt-file",
@@ -71,7 +75,10 @@ fn answers_from_flags_and_from_a_file() {
          zinc/user       generated (never generated)\n"
     );
     // Answers reach the script byte for byte (no newline added).
-    assert_eq!(fleet.read_string("sops/machines/zinc/public/user/name"), "alice");
+    assert_eq!(
+        fleet.read_string("sops/machines/zinc/public/user/name"),
+        "alice"
+    );
     let hash = {
         use std::process::Command;
         let out = Command::new("bash")
@@ -105,7 +112,10 @@ fn a_persisted_answer_is_stored_as_a_secret_and_reused_until_regenerate() {
     // Stored as the generator's secret file of the same name, sealed.
     let sealed = fleet.read_string("sops/machines/cinnabar/secrets/wifi/psk");
     assert!(!sealed.contains("hunter2"));
-    assert_eq!(fleet.run(&["get", "cinnabar", "wifi/psk"]).ok().stdout, "hunter2");
+    assert_eq!(
+        fleet.run(&["get", "cinnabar", "wifi/psk"]).ok().stdout,
+        "hunter2"
+    );
     let conf = fleet.read_string("sops/machines/cinnabar/public/wifi/conf");
 
     // Forced again, only the prompt that is not persisted needs an answer.
@@ -122,13 +132,25 @@ fn a_persisted_answer_is_stored_as_a_secret_and_reused_until_regenerate() {
         out.stdout,
         "generator      result\ncinnabar/wifi  generated (--generator)\n"
     );
-    assert_eq!(fleet.read_string("sops/machines/cinnabar/public/wifi/conf"), conf);
-    assert_eq!(fleet.run(&["get", "cinnabar", "wifi/psk"]).ok().stdout, "hunter2");
+    assert_eq!(
+        fleet.read_string("sops/machines/cinnabar/public/wifi/conf"),
+        conf
+    );
+    assert_eq!(
+        fleet.run(&["get", "cinnabar", "wifi/psk"]).ok().stdout,
+        "hunter2"
+    );
 
     // --regenerate asks again, before anything runs.
     let before = fleet.tree();
     let out = fleet
-        .generate(&["--regenerate", "--machine", "cinnabar", "--prompt", "wifi.ssid=home"])
+        .generate(&[
+            "--regenerate",
+            "--machine",
+            "cinnabar",
+            "--prompt",
+            "wifi.ssid=home",
+        ])
         .code(2);
     assert_eq!(
         out.stderr,
@@ -151,7 +173,10 @@ fn a_persisted_answer_is_stored_as_a_secret_and_reused_until_regenerate() {
         fleet.run(&["get", "cinnabar", "wifi/psk"]).ok().stdout,
         "correct horse"
     );
-    assert_ne!(fleet.read_string("sops/machines/cinnabar/public/wifi/conf"), conf);
+    assert_ne!(
+        fleet.read_string("sops/machines/cinnabar/public/wifi/conf"),
+        conf
+    );
 }
 
 #[test]
@@ -169,6 +194,9 @@ fn malformed_answers_are_usage_errors() {
         .code(2);
     assert_eq!(
         out.stderr,
-        format!("error: {}: wifi.psk: expected a string\n", answers.display())
+        format!(
+            "error: {}: wifi.psk: expected a string\n",
+            answers.display()
+        )
     );
 }

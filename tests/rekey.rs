@@ -44,7 +44,10 @@ fn rekey_for_a_new_admin_keeps_the_plaintexts_and_lets_the_new_admin_read() {
         out
     };
     let out = as_second("zinc", "a/s").code(1);
-    assert!(out.stderr.starts_with("error: no identity matches"), "{out}");
+    assert!(
+        out.stderr.starts_with("error: no identity matches"),
+        "{out}"
+    );
 
     let before = fleet.tree();
     let out = fleet.run(&["rekey"]).ok();
@@ -70,7 +73,9 @@ fn rekey_for_a_new_admin_keeps_the_plaintexts_and_lets_the_new_admin_read() {
         assert_eq!(fleet.run(&["get", m, spec]).ok().stdout, want);
         assert_eq!(as_second(m, spec).ok().stdout, want);
     }
-    assert!(fleet.recipients("sops/machines/zinc/secrets/a/s").contains(&second));
+    assert!(fleet
+        .recipients("sops/machines/zinc/secrets/a/s")
+        .contains(&second));
     fleet.check(0);
 }
 
@@ -90,7 +95,11 @@ fn rekey_limited_to_a_machine() {
         ["machines/zinc/secrets/a/s", "shared/secrets/ca/k"]
     );
     let out = fleet.check(1);
-    assert!(out.stdout.starts_with("cinnabar/a/s: recipients: not sealed to "), "{out}");
+    assert!(
+        out.stdout
+            .starts_with("cinnabar/a/s: recipients: not sealed to "),
+        "{out}"
+    );
     assert_eq!(out.stdout.lines().count(), 1);
 }
 
@@ -104,7 +113,11 @@ fn rekey_without_the_admin_key_fails_and_changes_nothing() {
     std::fs::remove_file(fleet.keys_txt()).unwrap();
     let before = fleet.tree();
     let out = fleet.run(&["rekey"]).code(1);
-    assert!(out.stderr.starts_with("error: no identity matches ./sops/shared/secrets/ca/k"), "{out}");
+    assert!(
+        out.stderr
+            .starts_with("error: no identity matches ./sops/shared/secrets/ca/k"),
+        "{out}"
+    );
     assert_same_tree(&before, &fleet.tree());
 }
 
@@ -125,7 +138,9 @@ fn generate_also_reseals_what_its_machines_need() {
     let out = fleet.generate(&["--machine", "zinc"]).ok();
     assert_eq!(out.stdout, "re-sealed shared/ca/k\nre-sealed zinc/a/s\n");
     assert_eq!(out.stderr, "");
-    assert!(fleet.recipients("sops/shared/secrets/ca/k").contains(&second));
+    assert!(fleet
+        .recipients("sops/shared/secrets/ca/k")
+        .contains(&second));
     assert_eq!(
         changed(&before, &fleet.tree()),
         ["machines/zinc/secrets/a/s", "shared/secrets/ca/k"]
@@ -152,11 +167,18 @@ fn prune_removes_only_what_is_no_longer_declared() {
         .remove("a");
     fleet.configure(&m);
     std::fs::create_dir_all(fleet.repo.join("sops/machines/cinnabar/public/a")).unwrap();
-    std::fs::write(fleet.repo.join("sops/machines/cinnabar/public/a/stray"), "x").unwrap();
+    std::fs::write(
+        fleet.repo.join("sops/machines/cinnabar/public/a/stray"),
+        "x",
+    )
+    .unwrap();
     let before = fleet.tree();
     let out = fleet.run(&["prune", "--machine", "cinnabar"]).ok();
     assert_eq!(out.stdout, "removed cinnabar/a/stray\n");
-    assert_eq!(changed(&before, &fleet.tree()), ["machines/cinnabar/public/a/stray"]);
+    assert_eq!(
+        changed(&before, &fleet.tree()),
+        ["machines/cinnabar/public/a/stray"]
+    );
 
     let out = fleet.run(&["prune"]).ok();
     assert_eq!(out.stdout, "removed zinc/a\n");

@@ -49,7 +49,10 @@ fn no_connection_to_a_loopback_listener() {
         "if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo connected; else echo refused; fi > $out/result"
     ));
     fleet.generate(&[]).ok();
-    assert_eq!(fleet.read_string("sops/machines/m/public/probe/result"), "refused\n");
+    assert_eq!(
+        fleet.read_string("sops/machines/m/public/probe/result"),
+        "refused\n"
+    );
     assert_eq!(
         listener.accept().map(|_| ()).unwrap_err().kind(),
         std::io::ErrorKind::WouldBlock,
@@ -89,7 +92,10 @@ fn cannot_see_sops_age_key_or_anything_else_of_vars_environment() {
         "{ echo \"SOPS_AGE_KEY=${SOPS_AGE_KEY:-unset}\"; env | cut -d= -f1 | sort | tr '\\n' ' '; } > $out/result",
     );
     let keys = std::fs::read_to_string(fleet.keys_txt()).unwrap();
-    let secret = keys.lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap();
+    let secret = keys
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
     let env = [("SOPS_AGE_KEY", secret), ("SECRET_TOKEN", "leak-me")];
     let (sandboxed, unsandboxed) = both(&fleet, &env);
     // The clean environment applies with and without the sandbox.

@@ -46,8 +46,14 @@ fn get_prints_raw_bytes() {
         "https://api.example\n"
     );
     // Shared values through any declaring machine.
-    assert_eq!(fleet.run(&["get", "zinc", "ca/k"]).ok().stdout, "secret-ca\n");
-    assert_eq!(fleet.run(&["get", "cinnabar", "ca/k.pub"]).ok().stdout, "public-ca\n");
+    assert_eq!(
+        fleet.run(&["get", "zinc", "ca/k"]).ok().stdout,
+        "secret-ca\n"
+    );
+    assert_eq!(
+        fleet.run(&["get", "cinnabar", "ca/k.pub"]).ok().stdout,
+        "public-ca\n"
+    );
 }
 
 #[test]
@@ -71,7 +77,10 @@ fn get_errors_name_what_was_asked() {
     let out = fleet.run(&["get", "mars", "api/token"]).code(1);
     assert_eq!(out.stderr, "error: unknown machine \"mars\"\n");
     let out = fleet.run(&["get", "cinnabar", "token"]).code(1);
-    assert_eq!(out.stderr, "error: expected GENERATOR/FILE, got \"token\"\n");
+    assert_eq!(
+        out.stderr,
+        "error: expected GENERATOR/FILE, got \"token\"\n"
+    );
     // Without the admin key, a secret cannot be read.
     fleet.generate(&[]).ok();
     std::fs::remove_file(fleet.keys_txt()).unwrap();
@@ -108,7 +117,10 @@ fn set_seals_stdin_and_makes_dependents_outdated() {
     assert_eq!(out.stderr, "stored cinnabar api/token\n");
     assert_eq!(
         changed(&before, &fleet.tree()),
-        ["machines/cinnabar/meta/api.json", "machines/cinnabar/secrets/api/token"]
+        [
+            "machines/cinnabar/meta/api.json",
+            "machines/cinnabar/secrets/api/token"
+        ]
     );
     let sealed = fleet.read("sops/machines/cinnabar/secrets/api/token");
     assert!(!sealed.windows(5).any(|w| w == b"token"));
@@ -146,8 +158,14 @@ fn set_public_stores_raw_bytes() {
     fleet
         .run_stdin(&["set", "zinc", "ca/k.pub"], b"replaced\n")
         .ok();
-    assert_eq!(fleet.read_string("sops/shared/public/ca/k.pub"), "replaced\n");
-    assert_eq!(fleet.run(&["get", "cinnabar", "ca/k.pub"]).ok().stdout, "replaced\n");
+    assert_eq!(
+        fleet.read_string("sops/shared/public/ca/k.pub"),
+        "replaced\n"
+    );
+    assert_eq!(
+        fleet.run(&["get", "cinnabar", "ca/k.pub"]).ok().stdout,
+        "replaced\n"
+    );
 }
 
 #[test]
@@ -168,7 +186,9 @@ fn list_shows_statuses_and_public_values() {
          zinc/ca/k.pub  public  missing\n"
     );
     fleet.generate(&[]).ok();
-    fleet.run_stdin(&["set", "cinnabar", "api/url"], b"https://new\n").ok();
+    fleet
+        .run_stdin(&["set", "cinnabar", "api/url"], b"https://new\n")
+        .ok();
     let out = fleet.run(&["list"]).ok();
     assert_eq!(
         out.stdout,

@@ -239,7 +239,9 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
     let rows = if planned.is_empty() {
         Vec::new()
     } else {
-        run_planned(&manifest, &graph, &store, &lock, &ids, &opts, &planned, &args)?
+        run_planned(
+            &manifest, &graph, &store, &lock, &ids, &opts, &planned, &args,
+        )?
     };
     let mut failed = 0;
     if !rows.is_empty() {

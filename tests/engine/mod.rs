@@ -42,7 +42,9 @@ pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(tool))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// What one run of a command printed, and how it exited.
@@ -234,7 +236,13 @@ impl Fleet {
         let mut cmd = Command::new("sops");
         hermetic(&mut cmd, &self.home);
         cmd.env("SOPS_AGE_KEY_FILE", key_file)
-            .args(["--decrypt", "--input-type", "binary", "--output-type", "binary"])
+            .args([
+                "--decrypt",
+                "--input-type",
+                "binary",
+                "--output-type",
+                "binary",
+            ])
             .arg(self.repo.join(rel));
         let out = run(cmd, b"");
         assert_eq!(out.code, 0, "sops --decrypt {rel}\n{out}");
@@ -247,7 +255,8 @@ pub fn age_keypair() -> (String, String) {
     let scratch = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vars"));
     hermetic(&mut cmd, scratch.path());
-    cmd.args(["keygen", "--user", "k"]).current_dir(scratch.path());
+    cmd.args(["keygen", "--user", "k"])
+        .current_dir(scratch.path());
     let out = run(cmd, b"");
     assert_eq!(out.code, 0, "{out}");
     let keys = std::fs::read_to_string(scratch.path().join(".config/sops/age/keys.txt")).unwrap();
