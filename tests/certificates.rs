@@ -194,3 +194,27 @@ fn regenerating_the_ca_regenerates_every_host_certificate() {
     assert_eq!(changed(&before, &after), want);
     fleet.check(0);
 }
+
+#[test]
+fn a_machine_declaring_the_ca_without_deploying_it_is_not_a_recipient() {
+    if !require("ssh-keygen") || !require("bwrap") {
+        return;
+    }
+    let mut manifest = fleet_of(&["cinnabar", "zinc"]);
+    manifest["machines"]["zinc"]["generators"]["openssh-ca"]["files"]["ca"]["deploy"] =
+        json!(false);
+    let fleet = Fleet::new(manifest);
+    fleet.generate(&[]).ok();
+    assert_eq!(
+        fleet.recipients("sops/shared/secrets/openssh-ca/ca"),
+        [fleet.admin(), fleet.machine_key("cinnabar")].into()
+    );
+    // zinc still gets a certificate signed by the CA.
+    let fingerprint = ca_fingerprint(&fleet);
+    let cert = ssh_keygen(&fleet, "-L", &format!("sops/machines/zinc/{CERT}"));
+    assert!(
+        cert.contains(&format!("Signing CA: ED25519 {fingerprint}")),
+        "{cert}"
+    );
+    fleet.check(0);
+}
