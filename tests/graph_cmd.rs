@@ -83,22 +83,3 @@ fn unknown_machine_and_config_errors_exit_2() {
         "error: dependency cycle: lead/motd -> lead/motd\n"
     );
 }
-
-#[test]
-fn dot_is_accepted_by_graphviz() {
-    if which("dot").is_none() {
-        eprintln!("skipped: graphviz `dot` is not installed");
-        return;
-    }
-    let fleet = Fleet::without_admin(manifest());
-    let dot = fleet.run(&["graph"]).ok().stdout;
-    let out = run(
-        {
-            let mut c = std::process::Command::new("dot");
-            c.arg("-Tcanon");
-            c
-        },
-        dot.as_bytes(),
-    );
-    assert_eq!(out.code, 0, "{out}");
-}
