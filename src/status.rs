@@ -220,3 +220,17 @@ pub fn ensure_machine_keys(
     }
     Ok(())
 }
+
+/// Metadata for a new generation of `gen`'s outputs, made from `inputs`.
+pub fn new_meta(gen: &Generator, inputs: BTreeMap<String, String>) -> GenMeta {
+    GenMeta {
+        generation: GenMeta::new_generation(),
+        definition: gen.definition_hash(),
+        files: gen
+            .files
+            .iter()
+            .map(|(n, d)| (n.clone(), d.secret))
+            .collect(),
+        inputs,
+    }
+}

@@ -57,6 +57,12 @@ impl Repo {
         Ok((manifest, graph))
     }
 
+    /// True when the configuration is evaluated by Nix (and so may read the store).
+    pub fn evaluates_nix(&self) -> Result<bool, Failure> {
+        let config = self.config_path()?;
+        Ok(config.ends_with(".nix") || config.contains('#'))
+    }
+
     pub fn store(&self) -> Store {
         Store::new(&self.repo)
     }
@@ -202,9 +208,9 @@ impl Drop for EchoOff {
 }
 
 pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
-    let (manifest, graph) = repo.load()?;
+    let (mut manifest, mut graph) = repo.load()?;
     let store = repo.store();
-    let opts = generate::Options {
+    let mut opts = generate::Options {
         machines: args.machines.clone(),
         generators: args.generators.clone(),
         regenerate: args.regenerate,
@@ -231,66 +237,18 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
         }
         return Ok(0);
     }
-    if planned.is_empty() && reseal.is_empty() {
-        eprintln!("everything is up to date");
+    if planned.is_empty() {
+        if reseal.is_empty() {
+            eprintln!("everything is up to date");
+        } else {
+            let ids = Identities::discover(&args.identities)?;
+            for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)?
+            {
+                println!("re-sealed {f}");
+            }
+        }
         return Ok(0);
     }
-    let ids = Identities::discover(&args.identities)?;
-    let rows = if planned.is_empty() {
-        Vec::new()
-    } else {
-        run_planned(
-            &manifest, &graph, &store, &lock, &ids, &opts, &planned, &args,
-        )?
-    };
-    let mut failed = 0;
-    if !rows.is_empty() {
-        let width = rows
-            .iter()
-            .map(|r| r.node.to_string().len())
-            .max()
-            .unwrap_or(0)
-            .max(9);
-        println!("{:width$}  result", "generator");
-        for row in &rows {
-            let text = match &row.outcome {
-                Outcome::Generated(why) => format!("generated ({why})"),
-                Outcome::Failed(e) => {
-                    failed += 1;
-                    format!("failed: {e}")
-                }
-                Outcome::Skipped(why) => format!("skipped: {why}"),
-            };
-            println!("{:width$}  {text}", row.node.to_string());
-        }
-    }
-    if !reseal.is_empty() {
-        for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)? {
-            println!("re-sealed {f}");
-        }
-    }
-    if failed > 0 {
-        eprintln!(
-            "error: {failed} generator{} failed",
-            if failed == 1 { "" } else { "s" }
-        );
-        return Ok(1);
-    }
-    Ok(0)
-}
-
-/// Runs the planned generators with progress on stderr; one row per generator.
-#[allow(clippy::too_many_arguments)]
-fn run_planned(
-    manifest: &Manifest,
-    graph: &Graph,
-    store: &Store,
-    lock: &crate::store::Lock,
-    ids: &Identities,
-    opts: &generate::Options,
-    planned: &[(crate::graph::NodeId, String)],
-    args: &GenerateArgs,
-) -> Result<Vec<generate::Row>, Failure> {
     let isolation = if args.no_sandbox {
         eprintln!("warning: --no-sandbox: scripts run without namespaces (a private tmpfs dir and a clean environment only)");
         Isolation::None
@@ -298,6 +256,7 @@ fn run_planned(
         Isolation::Bubblewrap
     };
     let sandbox = Sandbox::new(isolation)?;
+    let ids = Identities::discover(&args.identities)?;
     let tty = std::io::stderr().is_terminal();
     let progress = |ev: Event| match ev {
         Event::Started(n) if tty => eprint!("\r\x1b[K  running {n}"),
@@ -318,18 +277,91 @@ fn run_planned(
             }
         }
     };
-    let env = generate::Env {
-        manifest,
-        graph,
-        store,
-        lock,
-        sandbox: &sandbox,
-        ids,
+    // Answers given at the terminal are reused by later passes.
+    let mut answered: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
+    let mut ask = |name: &str, prompt: &Prompt| {
+        let value = ask_tty(name, prompt)?;
+        answered.insert(name.to_string(), value.clone());
+        Some(value)
     };
-    generate::run(&env, opts, planned, &mut ask_tty, &progress).map_err(|e| match e {
-        generate::GenerateError::MissingPrompts(_) => Failure::new(e, 2),
-        other => Failure::new(other, 1),
-    })
+    let mut rows: BTreeMap<crate::graph::NodeId, generate::Row> = BTreeMap::new();
+    let mut planned = planned;
+    // A Nix configuration may read public values from the store at evaluation time
+    // (e.g. a peer reading its controller's network id): after a pass that generated
+    // something, evaluate again and run what that changed, up to three passes.
+    for pass in 1..=3 {
+        let env = generate::Env {
+            manifest: &manifest,
+            graph: &graph,
+            store: &store,
+            lock: &lock,
+            sandbox: &sandbox,
+            ids: &ids,
+        };
+        let done =
+            generate::run(&env, &opts, &planned, &mut ask, &progress).map_err(|e| match e {
+                generate::GenerateError::MissingPrompts(_) => Failure::new(e, 2),
+                other => Failure::new(other, 1),
+            })?;
+        let generated = done
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::Generated(_)));
+        rows.extend(done.into_iter().map(|r| (r.node.clone(), r)));
+        if pass == 3 || !generated || !repo.evaluates_nix()? {
+            break;
+        }
+        let (next_manifest, next_graph) = repo.load()?;
+        if next_manifest == manifest {
+            break;
+        }
+        (manifest, graph) = (next_manifest, next_graph);
+        // Later passes only catch up with the new evaluation: nothing is forced again.
+        opts.regenerate = false;
+        opts.generators.clear();
+        planned =
+            generate::plan(&manifest, &graph, &store, &opts).map_err(|e| Failure::new(e, 2))?;
+        if planned.is_empty() {
+            break;
+        }
+        eprintln!(
+            "the configuration changed with the new values: evaluating again (pass {})",
+            pass + 1
+        );
+    }
+    // The summary, in the final graph's order.
+    let rows: Vec<&generate::Row> = graph.order().iter().filter_map(|n| rows.get(n)).collect();
+    let width = rows
+        .iter()
+        .map(|r| r.node.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    println!("{:width$}  result", "generator");
+    let mut failed = 0;
+    for row in &rows {
+        let text = match &row.outcome {
+            Outcome::Generated(why) => format!("generated ({why})"),
+            Outcome::Failed(e) => {
+                failed += 1;
+                format!("failed: {e}")
+            }
+            Outcome::Skipped(why) => format!("skipped: {why}"),
+        };
+        println!("{:width$}  {text}", row.node.to_string());
+    }
+    if !reseal.is_empty() {
+        for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)? {
+            println!("re-sealed {f}");
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} generator{} failed",
+            if failed == 1 { "" } else { "s" }
+        );
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 pub fn check(repo: &Repo, machines: &[String], json: bool) -> Result<i32, Failure> {

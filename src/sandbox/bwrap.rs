@@ -1,37 +1,52 @@
 //! Finding bubblewrap and building its argument list.
 //!
-//! The sandbox's root is an empty tmpfs (bwrap's default) made read-only at the end, holding:
+//! The sandbox's root is an empty tmpfs (bwrap's default), made read-only once everything is
+//! mounted, holding:
 //!
 //! * the host's `/usr`, `/bin`, `/sbin`, `/lib`, `/lib64`, `/lib32`, `/libx32` read-only (a
 //!   top-level symlink such as `/bin -> usr/bin` is recreated as the same symlink);
 //! * `/nix/store` read-only when it exists, and `/run/current-system` (a symlink into the store
 //!   on NixOS) so `/run/current-system/sw/bin` works;
-//! * from `/etc`, only what programs such as `ssh-keygen` and `openssl` need to run (user and
-//!   group databases, NSS and loader configuration, certificates, alternatives, time zone), each
-//!   read-only; never `/etc/ssh` (host keys), `/etc/shadow`, `/etc/nix` (may hold access tokens)
-//!   or anything else. Private-key directories inside the certificate trees
-//!   (`/etc/ssl/private`, `/etc/pki/tls/private`, `/etc/pki/CA/private`) are hidden under an
-//!   empty tmpfs;
-//! * a fresh `/proc` and `/dev`, an empty tmpfs on `/tmp`;
-//! * the run's `in/` and `prompts/` read-only, `out/`, `tmp/` and `home/` read-write, and the
-//!   script file read-only, each at its real absolute path so `$in`, `$out`... mean the same
-//!   inside and outside.
+//! * an `/etc` holding only what programs such as `ssh-keygen` and `openssl` need (see
+//!   [`ETC_ENTRIES`]), and of that only what every host user may read: never `/etc/ssh` (host
+//!   keys), `/etc/shadow`, `/etc/nix` (may hold access tokens), private-key directories or
+//!   anything else. It is one read-only bind of a [`PrivateEtc`] copy made once per
+//!   [`Sandbox`](super::Sandbox), rather than a bind per entry on every run;
+//! * a fresh `/proc` (for the new PID namespace);
+//! * a minimal `/dev`: the host's `null`, `zero`, `random` and `urandom` nodes, and the
+//!   `fd`, `stdin`, `stdout`, `stderr` symlinks into `/proc/self/fd` (bash's process
+//!   substitution needs `/dev/fd`). No `pts`, no `tty`. (`--dev /dev` would add a tmpfs, a
+//!   devpts instance and more binds to every run.);
+//! * the run's working directory, read-write, at its real absolute path (so `$in`, `$out`...
+//!   mean the same inside and outside), with `in/` and `prompts/` bound read-only on top;
+//! * `/tmp` as a symlink to the run's `tmp/` (`$TMPDIR`), so scripts that hard-code `/tmp`
+//!   write into the private, removed-afterwards tmpfs directory too (an empty tmpfs instead
+//!   when the working directory itself lives under `/tmp`); `/dev/shm` points at `/tmp`
+//!   unless the working directory lives under `/dev`.
 //!
 //! Nothing else of the host is visible: not the repository, `$HOME`, `/root`, `/run/user`,
 //! `/var` or any key file.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use super::workdir;
+use super::SandboxError;
 
 /// Top-level host directories mounted read-only (or recreated as symlinks).
 const SYSTEM_DIRS: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32",
 ];
 
-/// The entries of `/etc` made visible, read-only, when they exist.
-const ETC_ENTRIES: &[&str] = &[
+/// The entries of the host's `/etc` reproduced in the sandbox's, when they exist: user and
+/// group databases, name service and resolver configuration (for `getpwuid`, `localhost`),
+/// the dynamic loader's cache, the time zone, the OS identification, Debian's alternatives
+/// (`/usr/bin/x -> /etc/alternatives/x`), certificates and OpenSSL configuration, and NixOS's
+/// `/etc/static` (into which most NixOS `/etc` entries are symlinks).
+pub(crate) const ETC_ENTRIES: &[&str] = &[
     "passwd",
     "group",
     "nsswitch.conf",
@@ -41,16 +56,12 @@ const ETC_ENTRIES: &[&str] = &[
     "protocols",
     "gai.conf",
     "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
     "localtime",
     "os-release",
     "alternatives",
     "ssl",
     "pki",
-    "ca-certificates",
     "crypto-policies",
-    // NixOS: most of /etc is symlinks into /etc/static, itself a symlink into the store.
     "static",
 ];
 
@@ -60,6 +71,9 @@ const MASKED: &[&str] = &[
     "/etc/pki/tls/private",
     "/etc/pki/CA/private",
 ];
+
+/// Device nodes bound from the host's `/dev` when they are character devices there.
+const DEV_NODES: &[&str] = &["null", "zero", "random", "urandom"];
 
 /// Fixed places looked at for `bwrap` after `PATH`.
 const BWRAP_FALLBACKS: &[&str] = &[
@@ -131,10 +145,157 @@ impl Args {
     }
 }
 
+/// Limits on what [`PrivateEtc`] copies from one directory tree of the host's `/etc`; a tree
+/// beyond them is bound read-only instead.
+const COPY_MAX_BYTES: u64 = 32 << 20;
+const COPY_MAX_ENTRIES: usize = 20_000;
+
+/// The sandbox's `/etc`: a directory (on the work tmpfs) reproducing the host's
+/// [`ETC_ENTRIES`], prepared once per [`Sandbox`](super::Sandbox) and removed on drop.
+///
+/// Regular files are copied and symlinks recreated with the same target (which resolves
+/// inside the sandbox, into `/usr`, `/etc/static` or the store). Directories are copied
+/// recursively the same way, which costs a few milliseconds once instead of a bind mount per
+/// directory on every run. Only what every user of the host may read is copied: files must be
+/// world-readable, directories world-readable and searchable, and the private-key directories
+/// in [`MASKED`] are left out. A tree too large to copy is bound read-only instead, with the
+/// directories of [`MASKED`] inside it hidden under an empty tmpfs.
+#[derive(Debug)]
+pub(crate) struct PrivateEtc {
+    root: PathBuf,
+    /// Host `/etc` directories to bind read-only at the same place.
+    dirs: Vec<PathBuf>,
+}
+
+impl PrivateEtc {
+    /// Builds the directory under `base` from the host's `/etc`.
+    pub(crate) fn create(base: &Path) -> Result<PrivateEtc, SandboxError> {
+        Self::create_from(base, Path::new("/etc"))
+    }
+
+    /// Builds the directory under `base` from `host_etc`'s [`ETC_ENTRIES`] (`host_etc` stands
+    /// for `/etc`: tests pass a fake one).
+    pub(crate) fn create_from(base: &Path, host_etc: &Path) -> Result<PrivateEtc, SandboxError> {
+        let root = tempfile::Builder::new()
+            .prefix("vars-etc-")
+            .tempdir_in(base)
+            .map_err(|e| {
+                SandboxError::io(format!("creating a directory in {}", base.display()), e)
+            })?
+            .keep();
+        let mut etc = PrivateEtc {
+            root,
+            dirs: Vec::new(),
+        };
+        let masked: Vec<PathBuf> = MASKED
+            .iter()
+            .filter_map(|m| Path::new(m).strip_prefix("/etc").ok())
+            .map(|rel| host_etc.join(rel))
+            .collect();
+        for entry in ETC_ENTRIES {
+            let host = host_etc.join(entry);
+            let copy = etc.root.join(entry);
+            let context = |e: io::Error| {
+                SandboxError::io(format!("copying {} for the sandbox", host.display()), e)
+            };
+            let Ok(meta) = fs::symlink_metadata(&host) else {
+                continue;
+            };
+            if meta.file_type().is_dir() {
+                if !world_readable_dir(&meta) {
+                    continue;
+                }
+                let mut budget = Budget::default();
+                let complete = copy_tree(&host, &copy, &masked, &mut budget).map_err(context)?;
+                if !complete {
+                    workdir::remove_tree(&copy);
+                    workdir::make_private_dir(&copy)?;
+                    etc.dirs.push(Path::new("/etc").join(entry));
+                }
+            } else {
+                copy_entry(&host, &meta, &copy).map_err(context)?;
+            }
+        }
+        Ok(etc)
+    }
+
+    /// The directory bound at `/etc`.
+    pub(crate) fn path(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for PrivateEtc {
+    fn drop(&mut self) {
+        workdir::remove_tree(&self.root);
+    }
+}
+
+/// What a [`copy_tree`] has used so far.
+#[derive(Default)]
+struct Budget {
+    bytes: u64,
+    entries: usize,
+}
+
+fn world_readable_dir(meta: &fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o005 == 0o005
+}
+
+/// Copies a symlink (recreated with the same target) or a world-readable regular file;
+/// skips anything else.
+fn copy_entry(host: &Path, meta: &fs::Metadata, copy: &Path) -> io::Result<()> {
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(host)?, copy)
+    } else if kind.is_file() && meta.permissions().mode() & 0o004 != 0 {
+        fs::copy(host, copy).map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// Copies the tree under `src` to `dst` (see [`PrivateEtc`] for what is copied). Returns
+/// `false`, leaving a partial copy, when the tree exceeds [`COPY_MAX_BYTES`] or
+/// [`COPY_MAX_ENTRIES`].
+fn copy_tree(src: &Path, dst: &Path, masked: &[PathBuf], budget: &mut Budget) -> io::Result<bool> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut stack = vec![(src.to_path_buf(), dst.to_path_buf())];
+    while let Some((from, to)) = stack.pop() {
+        fs::DirBuilder::new().mode(0o755).create(&to)?;
+        for entry in fs::read_dir(&from)? {
+            let entry = entry?;
+            let host = entry.path();
+            let copy = to.join(entry.file_name());
+            let meta = fs::symlink_metadata(&host)?;
+            budget.entries += 1;
+            if budget.entries > COPY_MAX_ENTRIES {
+                return Ok(false);
+            }
+            if meta.file_type().is_dir() {
+                if world_readable_dir(&meta) && !masked.contains(&host) {
+                    stack.push((host, copy));
+                }
+                continue;
+            }
+            if meta.file_type().is_file() {
+                budget.bytes = budget.bytes.saturating_add(meta.len());
+                if budget.bytes > COPY_MAX_BYTES {
+                    return Ok(false);
+                }
+            }
+            copy_entry(&host, &meta, &copy)?;
+        }
+    }
+    Ok(true)
+}
+
 /// The part of the argument list that is the same for every run: namespaces, process
 /// options and the host filesystem view. With `share_net`, the network namespace is not
-/// unshared (the caller has moved bwrap into the shared empty one).
-pub(crate) fn system_args(share_net: bool) -> Args {
+/// unshared (the caller has moved bwrap into the shared empty one). `dev_shm` says whether to
+/// make `/dev/shm` a symlink to `/tmp` (not possible when the work directories live under
+/// `/dev`).
+pub(crate) fn system_args(share_net: bool, etc: &PrivateEtc, dev_shm: bool) -> Args {
     let mut args = Args::default();
     args.flag("--unshare-all");
     if share_net {
@@ -151,36 +312,45 @@ pub(crate) fn system_args(share_net: bool) -> Args {
         args.pair("--ro-bind", "/nix/store", "/nix/store");
     }
     args.host(Path::new("/run/current-system"));
-    let etc = Path::new("/etc");
-    for entry in ETC_ENTRIES {
-        args.host(&etc.join(entry));
+    args.pair("--ro-bind", etc.path(), "/etc");
+    for dir in &etc.dirs {
+        args.pair("--ro-bind", dir, dir);
     }
     for masked in MASKED {
-        if Path::new(masked).is_dir() {
+        let inside_bound = etc.dirs.iter().any(|d| Path::new(masked).starts_with(d));
+        if inside_bound && Path::new(masked).is_dir() {
             args.one("--tmpfs", masked);
         }
     }
     args.one("--proc", "/proc");
-    args.one("--dev", "/dev");
-    args.one("--tmpfs", "/tmp");
+    let dev = Path::new("/dev");
+    for node in DEV_NODES {
+        let host = dev.join(node);
+        let is_char = fs::metadata(&host).is_ok_and(|m| m.file_type().is_char_device());
+        if is_char {
+            args.pair("--dev-bind", &host, &host);
+        }
+    }
+    args.pair("--symlink", "/proc/self/fd", "/dev/fd");
+    args.pair("--symlink", "/proc/self/fd/0", "/dev/stdin");
+    args.pair("--symlink", "/proc/self/fd/1", "/dev/stdout");
+    args.pair("--symlink", "/proc/self/fd/2", "/dev/stderr");
+    if dev_shm {
+        args.pair("--symlink", "/tmp", "/dev/shm");
+    }
     args
 }
 
-/// The per-run mounts of the working directory, the working directory of the script, the
-/// final read-only remount of the root, and the environment.
+/// The run's working directory as the per-run part of the argument list sees it.
 pub(crate) struct RunMounts<'a> {
-    /// `$in`, bound read-only.
+    /// The working directory, bound read-write.
+    pub(crate) root: &'a Path,
+    /// `$in`, bound read-only on top.
     pub(crate) inputs: &'a Path,
-    /// `$prompts`, bound read-only.
+    /// `$prompts`, bound read-only on top.
     pub(crate) prompts: &'a Path,
-    /// `$out`, bound read-write.
-    pub(crate) out: &'a Path,
-    /// `$TMPDIR`, bound read-write; also the script's working directory.
+    /// `$TMPDIR`: the script's working directory, and the target of `/tmp`.
     pub(crate) tmp: &'a Path,
-    /// `$HOME`, bound read-write.
-    pub(crate) home: &'a Path,
-    /// The script file, bound read-only.
-    pub(crate) script: &'a Path,
 }
 
 /// Appends the per-run part of the argument list to `args`, ending with `--` and `command`.
@@ -190,12 +360,18 @@ pub(crate) fn run_args(
     env: &[(&str, OsString)],
     command: &[OsString],
 ) -> Vec<OsString> {
+    // When the working directory itself lives under /tmp (a private tmpfs mounted there),
+    // /tmp cannot be a symlink: it becomes an empty tmpfs holding the working directory.
+    let under_tmp = mounts.root.starts_with("/tmp");
+    if under_tmp {
+        args.one("--tmpfs", "/tmp");
+    }
+    args.pair("--bind", mounts.root, mounts.root);
     args.pair("--ro-bind", mounts.inputs, mounts.inputs);
     args.pair("--ro-bind", mounts.prompts, mounts.prompts);
-    args.pair("--bind", mounts.out, mounts.out);
-    args.pair("--bind", mounts.tmp, mounts.tmp);
-    args.pair("--bind", mounts.home, mounts.home);
-    args.pair("--ro-bind", mounts.script, mounts.script);
+    if !under_tmp {
+        args.pair("--symlink", mounts.tmp, "/tmp");
+    }
     args.one("--chdir", mounts.tmp);
     args.one("--remount-ro", "/");
     for (key, value) in env {

@@ -23,11 +23,13 @@
 //!   and `_`.
 //! * **Isolation.** With [`Isolation::Bubblewrap`], under `bwrap` with every namespace
 //!   unshared, all capabilities dropped, and a root holding only the system directories, the
-//!   store and the run's own directories (see [`bwrap`] for the exact view). No network: by
-//!   default every sandbox of one `Sandbox` joins one empty network namespace created up front
-//!   (see [`netns`]), which is faster than one namespace per script and equally closed. With
-//!   [`Isolation::None`] (`--no-sandbox`), only the private tmpfs directory and the clean
-//!   environment apply.
+//!   store, a filtered copy of `/etc`, a minimal `/dev`, a fresh `/proc` and the run's own
+//!   directory; `/tmp` there is a symlink to `$TMPDIR` (the `bwrap` submodule documents the
+//!   exact view). No network: by default every script of one `Sandbox` runs in one empty
+//!   network namespace created up front (the `netns` submodule), which is cheaper than a new
+//!   namespace per script and just as closed. File descriptors the engine process has open are
+//!   never inherited. With [`Isolation::None`] (`--no-sandbox`), only the private tmpfs
+//!   directory, the clean environment and the descriptor hygiene apply.
 //! * **Timeout.** Past [`Job::timeout`] the script's whole process group is killed (under
 //!   bwrap, killing bwrap tears down its PID namespace and so every process the script
 //!   started), and [`SandboxError::Timeout`] is returned. Processes the script leaves running
@@ -43,8 +45,8 @@
 //! the process-group kill, and a script can read whatever the invoking user can. That mode
 //! exists for machines without bubblewrap and prints a warning (in the engine).
 //!
-//! `PR_SET_PDEATHSIG` ties each sandbox to the *thread* that called [`Sandbox::run`]: callers
-//! run jobs on threads that live at least as long as the call (a thread pool's workers).
+//! If the engine process dies, every sandbox dies with it (`PR_SET_PDEATHSIG`, bwrap's
+//! `--die-with-parent`).
 
 mod bwrap;
 mod error;
@@ -121,6 +123,9 @@ pub struct Sandbox {
     bwrap_system_args: bwrap::Args,
     /// The shared empty network namespace, when in use.
     netns: Option<SharedNetns>,
+    /// The sandbox's `/etc`, with [`Isolation::Bubblewrap`]. Declared before `base` so it is
+    /// removed before a private tmpfs holding it is unmounted.
+    _etc: Option<bwrap::PrivateEtc>,
     base: WorkBase,
     shell: Shell,
     /// What follows the runtime inputs' `bin/` directories in `PATH`.
@@ -186,11 +191,23 @@ impl SandboxBuilder {
         if Path::new("/run/current-system/sw/bin").is_dir() {
             path_suffix.push_str(":/run/current-system/sw/bin");
         }
+        let etc = match bwrap {
+            Some(_) => Some(bwrap::PrivateEtc::create(base.path())?),
+            None => None,
+        };
+        let bwrap_system_args = match &etc {
+            Some(etc) => {
+                let dev_shm = !base.path().starts_with("/dev");
+                bwrap::system_args(netns.is_some(), etc, dev_shm)
+            }
+            None => bwrap::Args::default(),
+        };
         let sandbox = Sandbox {
             isolation: self.isolation,
-            bwrap_system_args: bwrap::system_args(netns.is_some()),
+            bwrap_system_args,
             bwrap,
             netns,
+            _etc: etc,
             base,
             shell: Shell::detect(),
             path_suffix,
@@ -271,12 +288,10 @@ impl Sandbox {
         let (program, cmd) = match &self.bwrap {
             Some(bwrap_program) => {
                 let mounts = bwrap::RunMounts {
+                    root: work.root(),
                     inputs: &work.inputs(),
                     prompts: &work.prompts(),
-                    out: &work.out(),
                     tmp: &work.tmp(),
-                    home: &work.home(),
-                    script: &work.script(),
                 };
                 let args = bwrap::run_args(self.bwrap_system_args.clone(), &mounts, &env, &command);
                 let mut cmd = Command::new(bwrap_program);

@@ -51,10 +51,16 @@ pub(crate) enum Outcome {
 /// Starts `cmd` (its program, arguments, environment and directory already set) and supervises
 /// it until it exits or `timeout` passes. `netns`, when given, is a network namespace file
 /// descriptor the child joins before `exec`.
-pub(crate) fn run(
+pub(crate) fn run(cmd: Command, netns: Option<RawFd>, timeout: Duration) -> io::Result<Outcome> {
+    supervise(cmd, netns, timeout, true)
+}
+
+/// [`run`], with `use_pidfd = false` forcing the fallback used on kernels without pidfds.
+fn supervise(
     mut cmd: Command,
     netns: Option<RawFd>,
     timeout: Duration,
+    use_pidfd: bool,
 ) -> io::Result<Outcome> {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     cmd.stdin(Stdio::null())
@@ -82,6 +88,9 @@ pub(crate) fn run(
                     return Err(io::Error::last_os_error());
                 }
             }
+            // Descriptors this process opened without close-on-exec (by other code in the
+            // engine, or a library) must not reach the script.
+            mark_inherited_fds_cloexec();
             Ok(())
         });
     }
@@ -89,22 +98,25 @@ pub(crate) fn run(
     // The Command holds our copies of the pipe's write end: close them, or EOF never comes.
     drop(cmd);
     let pid = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
-    let pidfd = pidfd_open(pid);
+    let pidfd = if use_pidfd { pidfd_open(pid) } else { None };
 
     let mut reader = File::from(read_end);
     fcntl(reader.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
     let mut tail = Tail::new();
     let mut pipe_open = true;
-    let deadline = Instant::now() + timeout;
+    // A timeout too large to represent is no timeout.
+    let deadline = Instant::now().checked_add(timeout);
 
     let timed_out = loop {
         let now = Instant::now();
-        if now >= deadline {
-            break true;
-        }
+        let remaining = match deadline {
+            Some(deadline) if now >= deadline => break true,
+            Some(deadline) => deadline - now,
+            None => Duration::MAX,
+        };
         let wait = match pidfd {
-            Some(_) => deadline - now,
-            None => (deadline - now).min(FALLBACK_TICK),
+            Some(_) => remaining,
+            None => remaining.min(FALLBACK_TICK),
         };
         let mut fds = Vec::with_capacity(2);
         if pipe_open {
@@ -193,6 +205,39 @@ impl Tail {
     }
 }
 
+/// Sets close-on-exec on every descriptor above stderr. Called between fork and exec, so
+/// only async-signal-safe system calls: `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11), else
+/// `fcntl` on each possible descriptor below the soft `RLIMIT_NOFILE` (at most 65 536).
+/// Marking instead of closing keeps the standard library's own exec-error pipe working.
+fn mark_inherited_fds_cloexec() {
+    // SAFETY: close_range only changes descriptor flags of this (child) process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, exclusively borrowed rlimit structure.
+    let max_fd = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(65_536) as libc::c_int
+    } else {
+        65_536
+    };
+    for fd in 3..max_fd {
+        // SAFETY: F_SETFD on a descriptor that may not exist fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 fn pollfd(fd: RawFd) -> libc::pollfd {
     libc::pollfd {
         fd,
@@ -246,4 +291,95 @@ fn has_exited(pid: Pid) -> io::Result<bool> {
     }
     // SAFETY: waitid succeeded, so `info` is initialised; si_pid is 0 when nothing exited.
     Ok(unsafe { info.si_pid() } != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]).env_clear();
+        cmd
+    }
+
+    #[test]
+    fn both_ways_of_waiting_report_exit_status_and_output() {
+        for use_pidfd in [true, false] {
+            let outcome = supervise(
+                sh("echo out; echo err >&2; exit 7"),
+                None,
+                Duration::from_secs(30),
+                use_pidfd,
+            );
+            match outcome {
+                Ok(Outcome::Exited { status, output }) => {
+                    assert_eq!(status.code(), Some(7));
+                    assert_eq!(output.as_slice(), b"out\nerr\n");
+                }
+                other => panic!("pidfd={use_pidfd}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn both_ways_of_waiting_time_out_without_waiting_for_grandchildren() {
+        for use_pidfd in [true, false] {
+            let start = Instant::now();
+            let outcome = supervise(
+                sh("sleep 30 & sleep 30"),
+                None,
+                Duration::from_millis(300),
+                use_pidfd,
+            );
+            assert!(
+                matches!(outcome, Ok(Outcome::TimedOut)),
+                "pidfd={use_pidfd}"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                start.elapsed()
+            );
+            let start = Instant::now();
+            let outcome = supervise(
+                sh("sleep 30 & exit 0"),
+                None,
+                Duration::from_secs(30),
+                use_pidfd,
+            );
+            assert!(
+                matches!(outcome, Ok(Outcome::Exited { status, .. }) if status.success()),
+                "pidfd={use_pidfd}"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn output_tail_is_bounded() {
+        let outcome = supervise(
+            sh("head -c 1000000 /dev/zero; echo; echo last"),
+            None,
+            Duration::from_secs(30),
+            true,
+        );
+        match outcome {
+            Ok(Outcome::Exited { output, .. }) => {
+                assert_eq!(output.len(), TAIL_BYTES);
+                assert!(output.ends_with(b"\nlast\n"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let cmd = Command::new("/nonexistent/vars-test-program");
+        assert!(run(cmd, None, Duration::from_secs(1)).is_err());
+    }
 }

@@ -929,6 +929,26 @@ fn private_tmpfs_is_mounted_when_no_candidate_is_a_tmpfs() {
 }
 
 #[test]
+fn bwrap_works_on_a_private_tmpfs_under_tmp() {
+    let not_tmpfs = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tmpfs_already = fs_magic(&not_tmpfs).ok() == Some(tmpfs_magic());
+    if !nix::unistd::geteuid().is_root() || tmpfs_already {
+        eprintln!("skipping: needs root and a crate directory not on tmpfs");
+        return;
+    }
+    let builder = Sandbox::builder(Isolation::Bubblewrap).work_dir_candidates(vec![not_tmpfs]);
+    let Some(sandbox) = try_bwrap(builder) else {
+        return;
+    };
+    assert!(sandbox.mounted_private_tmpfs());
+    let script = "echo scratch > /tmp/x\nstat -f -c %T \"$out\" > \"$out/t\"\nls -A /tmp | wc -l > \"$out/n\"";
+    let out = run_ok(&sandbox, &job("test/mounted-bwrap", script));
+    assert_eq!(text(&out, "t"), "tmpfs");
+    // /tmp holds the scratch file and the directory leading to the working directory only.
+    assert_eq!(text(&out, "n"), "2");
+}
+
+#[test]
 fn bwrap_missing_error_says_how_to_fix() {
     assert_eq!(bwrap::find_bwrap_in(Some("".as_ref()), &[]), None);
     assert_eq!(
@@ -955,11 +975,15 @@ fn bwrap_is_found_when_installed() {
 
 #[test]
 fn bwrap_arguments_hide_host_secrets() {
-    let args: Vec<String> = bwrap::system_args(true)
-        .into_vec()
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let etc = bwrap::PrivateEtc::create(base.path()).unwrap_or_else(|e| panic!("{e}"));
+    let strings = |args: bwrap::Args| -> Vec<String> {
+        args.into_vec()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    };
+    let args = strings(bwrap::system_args(true, &etc, true));
     for required in [
         "--unshare-all",
         "--share-net",
@@ -972,7 +996,13 @@ fn bwrap_arguments_hide_host_secrets() {
             "{required} missing: {args:?}"
         );
     }
+    let sources: Vec<&String> = args
+        .windows(2)
+        .filter(|w| matches!(w[0].as_str(), "--ro-bind" | "--bind" | "--dev-bind"))
+        .map(|w| &w[1])
+        .collect();
     for forbidden in [
+        "/etc",
         "/etc/ssh",
         "/etc/shadow",
         "/etc/nix",
@@ -980,14 +1010,95 @@ fn bwrap_arguments_hide_host_secrets() {
         "/home",
         "/var",
         "/",
+        "/run",
+        "/tmp",
     ] {
-        let bound = args
-            .windows(2)
-            .any(|w| (w[0] == "--ro-bind" || w[0] == "--bind") && w[1] == forbidden);
-        assert!(!bound, "{forbidden} is bound: {args:?}");
+        assert!(
+            !sources.iter().any(|s| *s == forbidden),
+            "{forbidden} is bound: {args:?}"
+        );
     }
-    let own = bwrap::system_args(false).into_vec();
+    let own = strings(bwrap::system_args(false, &etc, true));
     assert!(!own.iter().any(|a| a == "--share-net"));
+}
+
+#[test]
+fn private_etc_holds_only_the_listed_entries() {
+    let host = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let h = host.path();
+    let write = |p: &Path, s: &str| fs::write(p, s).unwrap_or_else(|e| panic!("{e}"));
+    write(&h.join("passwd"), "root:x:0:0::/root:/bin/sh\n");
+    write(&h.join("shadow"), "root:$6$secret\n");
+    fs::create_dir_all(h.join("ssh")).unwrap_or_else(|e| panic!("{e}"));
+    write(&h.join("ssh/ssh_host_ed25519_key"), "PRIVATE");
+    let mkdir = |p: &Path| fs::create_dir_all(p).unwrap_or_else(|e| panic!("{e}"));
+    let chmod = |p: &Path, mode: u32| {
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    mkdir(&h.join("ssl/private"));
+    write(&h.join("ssl/private/server.key"), "PRIVATE");
+    mkdir(&h.join("ssl/certs"));
+    write(&h.join("ssl/certs/ca.pem"), "CERT");
+    write(&h.join("ssl/openssl.cnf"), "# config");
+    write(&h.join("ssl/stray.key"), "PRIVATE");
+    chmod(&h.join("ssl/stray.key"), 0o600);
+    mkdir(&h.join("ssl/closed"));
+    write(&h.join("ssl/closed/x"), "PRIVATE");
+    chmod(&h.join("ssl/closed"), 0o700);
+    std::os::unix::fs::symlink("/usr/share/ca/x.crt", h.join("ssl/certs/x.pem"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("/etc/static/nsswitch.conf", h.join("nsswitch.conf"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let etc = bwrap::PrivateEtc::create_from(base.path(), h).unwrap_or_else(|e| panic!("{e}"));
+    let mut names: Vec<String> = fs::read_dir(etc.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["nsswitch.conf", "passwd", "ssl"]);
+    assert_eq!(
+        fs::read_link(etc.path().join("nsswitch.conf")).ok(),
+        Some(PathBuf::from("/etc/static/nsswitch.conf"))
+    );
+    // Directory trees are copied, minus what not everyone may read and private-key
+    // directories.
+    let mut found = Vec::new();
+    let mut stack = vec![etc.path().join("ssl")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+        {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path.clone());
+            }
+            let rel = path
+                .strip_prefix(etc.path())
+                .map(Path::to_owned)
+                .unwrap_or_default();
+            found.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "ssl/certs",
+            "ssl/certs/ca.pem",
+            "ssl/certs/x.pem",
+            "ssl/openssl.cnf"
+        ]
+    );
+    assert_eq!(
+        fs::read_link(etc.path().join("ssl/certs/x.pem")).ok(),
+        Some(PathBuf::from("/usr/share/ca/x.crt"))
+    );
+    let root = etc.path().to_owned();
+    drop(etc);
+    assert!(!root.exists());
 }
 
 #[test]
@@ -1052,4 +1163,83 @@ fn helpers() {
     let job = job("m/g", "secret script");
     let shown = format!("{job:?}");
     assert!(!shown.contains("secret script"), "{shown}");
+}
+
+#[test]
+fn inherited_descriptors_do_not_reach_the_script() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let key = dir.path().join("leaky-admin-key");
+    fs::write(&key, "AGE-SECRET-KEY-1LEAK\n").unwrap_or_else(|e| panic!("{e}"));
+    let file = fs::File::open(&key).unwrap_or_else(|e| panic!("{e}"));
+    // Simulate code elsewhere in the process opening a file without close-on-exec.
+    fcntl(file.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).unwrap_or_else(|e| panic!("{e}"));
+    let script = "for f in /proc/$$/fd/*; do readlink \"$f\" || true; done > \"$out/fds\"";
+    for (label, sandbox) in all_sandboxes() {
+        let out = run_ok(&sandbox, &job("test/fds", script));
+        let fds = text(&out, "fds");
+        assert!(!fds.contains("leaky-admin-key"), "{label}: {fds}");
+    }
+    drop(file);
+}
+
+#[test]
+fn an_unrepresentably_long_timeout_means_none() {
+    let sandbox = no_sandbox();
+    let job = Job {
+        timeout: Duration::MAX,
+        ..job("test/forever", "echo ok > \"$out/ok\"")
+    };
+    assert_eq!(text(&run_ok(&sandbox, &job), "ok"), "ok");
+}
+
+/// Prints the mean wall time and CPU time (this process and its children) of a trivial run
+/// in each mode, and of the bare interpreter
+/// (`cargo test --lib sandbox::tests::per_run_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing report, not a check"]
+fn per_run_cost() {
+    const N: u32 = 100;
+    fn cpu() -> Duration {
+        let usage = |who| {
+            // SAFETY: an all-zero rusage is valid, and getrusage fills it in.
+            let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `u` is a valid, exclusively borrowed rusage.
+            if unsafe { libc::getrusage(who, &mut u) } != 0 {
+                return Duration::ZERO;
+            }
+            let tv = |t: libc::timeval| {
+                Duration::from_micros(
+                    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000
+                        + u64::try_from(t.tv_usec).unwrap_or(0),
+                )
+            };
+            tv(u.ru_utime) + tv(u.ru_stime)
+        };
+        usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
+    }
+    let script = "echo x > \"$out/x\"";
+    let mean = |f: &dyn Fn()| {
+        f();
+        let (start, start_cpu) = (Instant::now(), cpu());
+        for _ in 0..N {
+            f();
+        }
+        (start.elapsed() / N, (cpu() - start_cpu) / N)
+    };
+    let program = no_sandbox().shell.program.clone();
+    let bare = mean(&|| {
+        let status = Command::new(&program)
+            .args(["-c", "echo x > /dev/null"])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()));
+    });
+    eprintln!("bare interpreter: {:?} wall, {:?} cpu", bare.0, bare.1);
+    for (label, sandbox) in all_sandboxes() {
+        let (wall, cpu) = mean(&|| {
+            run_ok(&sandbox, &job("bench/x", script));
+        });
+        eprintln!("{label}: {wall:?} wall, {cpu:?} cpu per run");
+    }
 }

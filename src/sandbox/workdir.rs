@@ -219,7 +219,6 @@ impl WorkDir {
     }
 
     /// The run's directory.
-    #[cfg(test)]
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }

@@ -73,6 +73,8 @@ pub fn wrap(key: &DataKey, recipients: &[Recipient]) -> Result<Vec<AgeStanza>, S
 pub enum UnwrapError {
     /// No identity matched any stanza.
     NoMatch,
+    /// Shamir key groups: fewer groups than the threshold could be opened.
+    TooFewGroups { opened: usize, needed: usize },
     /// A stanza matched but is broken (edited `enc`, wrong length, …).
     Corrupt(String),
 }
@@ -152,7 +154,11 @@ pub fn unwrap(meta: &Metadata, ids: &Identities) -> Result<DataKey, UnwrapError>
     if parts.len() < needed {
         return Err(match corrupt {
             Some(reason) => UnwrapError::Corrupt(reason),
-            None => UnwrapError::NoMatch,
+            None if parts.is_empty() => UnwrapError::NoMatch,
+            None => UnwrapError::TooFewGroups {
+                opened: parts.len(),
+                needed,
+            },
         });
     }
     let key = if needed == 1 && meta.groups.len() == 1 {

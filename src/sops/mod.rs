@@ -55,6 +55,19 @@ pub enum SopsError {
         recipients: Vec<String>,
         tried: Vec<String>,
     },
+    #[error(
+        "{file}: the data key is split into {groups} key groups, {needed} of which are needed (shamir_threshold), but the identities opened only {opened}: it is encrypted to {}; identities tried: {}",
+        recipients.join(", "),
+        if tried.is_empty() { "none".to_string() } else { tried.join(", ") }
+    )]
+    TooFewKeyGroups {
+        file: String,
+        groups: usize,
+        needed: usize,
+        opened: usize,
+        recipients: Vec<String>,
+        tried: Vec<String>,
+    },
     #[error("{file}: the data key could not be unwrapped: {reason}")]
     BadDataKey { file: String, reason: String },
     #[error("unknown store type {0:?}: expected binary, yaml, json, dotenv or ini")]
@@ -177,6 +190,14 @@ impl SopsFile {
         let key = keysource::unwrap(&self.metadata, ids).map_err(|e| match e {
             UnwrapError::NoMatch => SopsError::NoMatchingIdentity {
                 file: self.name.clone(),
+                recipients: self.recipients(),
+                tried: ids.tried.clone(),
+            },
+            UnwrapError::TooFewGroups { opened, needed } => SopsError::TooFewKeyGroups {
+                file: self.name.clone(),
+                groups: self.metadata.groups.len(),
+                needed,
+                opened,
                 recipients: self.recipients(),
                 tried: ids.tried.clone(),
             },

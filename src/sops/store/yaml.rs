@@ -67,8 +67,16 @@ fn scan_comments(src: &str) -> Vec<Comment> {
 fn split_comment(line: &str) -> (&str, Option<&str>) {
     let mut quote: Option<char> = None;
     let mut prev = ' ';
-    for (i, c) in line.char_indices() {
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match quote {
+            // `\"` inside double quotes and `''` inside single quotes do not close them.
+            Some('"') if c == '\\' => {
+                chars.next();
+            }
+            Some('\'') if c == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') => {
+                chars.next();
+            }
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if (c == '"' || c == '\'') && (prev.is_whitespace() || ":-[{,".contains(prev)) => {
@@ -466,6 +474,13 @@ pub fn emit(node: &Node) -> Result<Vec<u8>, String> {
     Ok(out.into_bytes())
 }
 
+/// The indentation of a block nested under a line indented by `indent`: the next
+/// multiple of `INDENT`, as go-yaml v3 aligns it (so a block under a key of a map
+/// that is a list item, indented by 2 more, lands on the 4-column grid).
+fn nested_indent(indent: usize) -> usize {
+    (indent / INDENT + 1) * INDENT
+}
+
 fn pad(out: &mut String, n: usize) {
     out.extend(std::iter::repeat_n(' ', n));
 }
@@ -511,7 +526,7 @@ pub fn quote_if_needed(s: &str) -> String {
         && !s.ends_with([' ', '\t', ':'])
         && !s.contains(": ")
         && !s.contains(" #")
-        && !s.chars().any(|c| c.is_control() || c == '\u{feff}')
+        && !s.chars().any(|c| c.is_control() || needs_escape(c))
         && resolve_plain(s).is_none()
         && !matches!(
             s,
@@ -536,8 +551,32 @@ pub fn quote_if_needed(s: &str) -> String {
     if plain_ok {
         s.to_string()
     } else {
-        serde_json::to_string(s).unwrap_or_default()
+        double_quote(s)
     }
+}
+
+/// Characters a YAML reader takes as line breaks (U+0085, U+2028, U+2029) or
+/// refuses outright (DEL, C1 controls, U+FEFF, U+FFFE, U+FFFF): escaped in quotes.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
+}
+
+/// A double-quoted YAML scalar. JSON's escapes are YAML's, but JSON leaves the
+/// characters of `needs_escape` raw.
+fn double_quote(s: &str) -> String {
+    let json = serde_json::to_string(s).unwrap_or_default();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{:04X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// True for text that reads well and round-trips as a literal block (`|`).
@@ -545,8 +584,9 @@ fn literal_block_ok(s: &str) -> bool {
     s.ends_with('\n')
         && !s.ends_with("\n\n")
         && !s.starts_with([' ', '\t', '\n'])
-        && s.lines()
-            .all(|l| !l.ends_with([' ', '\t']) && !l.chars().any(|c| c.is_control()))
+        && s.lines().all(|l| {
+            !l.ends_with([' ', '\t']) && !l.chars().any(|c| c.is_control() || needs_escape(c))
+        })
 }
 
 fn write_value(node: &Node, indent: usize, out: &mut String) -> Result<(), String> {
@@ -557,7 +597,7 @@ fn write_value(node: &Node, indent: usize, out: &mut String) -> Result<(), Strin
                 out.push_str(" |\n");
                 for line in text.lines() {
                     if !line.is_empty() {
-                        pad(out, indent + INDENT);
+                        pad(out, nested_indent(indent));
                         out.push_str(line);
                     }
                     out.push('\n');
@@ -575,8 +615,8 @@ fn write_value(node: &Node, indent: usize, out: &mut String) -> Result<(), Strin
         None => {
             out.push('\n');
             match node {
-                Node::Map(entries) => write_map(entries, indent + INDENT, out)?,
-                Node::List(items) => write_list(items, indent + INDENT, out)?,
+                Node::Map(entries) => write_map(entries, nested_indent(indent), out)?,
+                Node::List(items) => write_list(items, nested_indent(indent), out)?,
                 _ => {}
             }
         }
@@ -624,6 +664,13 @@ fn write_list(items: &[Node], indent: usize, out: &mut String) -> Result<(), Str
                 out.push_str("- ");
                 let mut nested = String::new();
                 write_map(entries, indent + 2, &mut nested)?;
+                out.push_str(nested.trim_start_matches(' '));
+            }
+            // A list in a list starts on the dash's line, as go-yaml writes it: `- - a`.
+            Node::List(inner) if !inner.is_empty() && !matches!(inner[0], Node::Comment(_)) => {
+                out.push_str("- ");
+                let mut nested = String::new();
+                write_list(inner, indent + 2, &mut nested)?;
                 out.push_str(nested.trim_start_matches(' '));
             }
             Node::List(items) if !items.is_empty() => {
@@ -677,6 +724,19 @@ mod tests {
             panic!()
         };
         assert!(matches!(&items[0], Node::Comment(c) if c.as_slice() == b" item"));
+    }
+
+    #[test]
+    fn escaped_quotes_do_not_end_quoted_text() {
+        assert_eq!(
+            split_comment(r#""a\" #b": c # d"#),
+            (r#""a\" #b": c "#, Some(" d"))
+        );
+        assert_eq!(
+            split_comment("'it'' #s': c # d"),
+            ("'it'' #s': c ", Some(" d"))
+        );
+        assert_eq!(split_comment(r#"k: "\\" # d"#), (r#"k: "\\" "#, Some(" d")));
     }
 
     #[test]
