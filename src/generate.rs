@@ -107,8 +107,12 @@ pub fn plan(
             reasons.insert(n.clone(), "--regenerate".into());
         } else if opts.generators.contains(&n.generator) {
             reasons.insert(n.clone(), "--generator".into());
-        } else if let Some(s) = stale_of(n)? {
-            reasons.insert(n.clone(), s.to_string());
+        } else if opts.generators.is_empty() {
+            // With --generator, other stale generators run only as a
+            // dependency or a dependent of a forced one (below).
+            if let Some(s) = stale_of(n)? {
+                reasons.insert(n.clone(), s.to_string());
+            }
         }
     }
     // Close over dependents (on every machine), then pull in any missing or

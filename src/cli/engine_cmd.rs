@@ -223,14 +223,30 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
     let lock = store.lock()?;
     let planned =
         generate::plan(&manifest, &graph, &store, &opts).map_err(|e| Failure::new(e, 2))?;
+    // Stored secrets of the selection sealed to other recipients than the
+    // wanted set (say a machine that started declaring a shared generator):
+    // re-sealed after the run, so every selected secret ends up readable by
+    // exactly the machines and admins that should read it.
+    let reseal = crate::maintain::rekey_needed(&manifest, &graph, &store, &opts.machines)?;
     if args.dry_run {
         for (n, why) in &planned {
             println!("{n}: {why}");
         }
+        for f in &reseal {
+            println!("{f}: re-seal: its recipients changed");
+        }
         return Ok(0);
     }
     if planned.is_empty() {
-        eprintln!("everything is up to date");
+        if reseal.is_empty() {
+            eprintln!("everything is up to date");
+        } else {
+            let ids = Identities::discover(&args.identities)?;
+            for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)?
+            {
+                println!("re-sealed {f}");
+            }
+        }
         return Ok(0);
     }
     let isolation = if args.no_sandbox {
@@ -333,6 +349,11 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
         };
         println!("{:width$}  {text}", row.node.to_string());
     }
+    if !reseal.is_empty() {
+        for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)? {
+            println!("re-sealed {f}");
+        }
+    }
     if failed > 0 {
         eprintln!(
             "error: {failed} generator{} failed",
@@ -384,7 +405,24 @@ pub fn list(repo: &Repo, machine: Option<&str>, json: bool) -> Result<i32, Failu
         return Ok(0);
     }
     for r in rows {
-        let value = r.value.map(|v| format!("  {v}")).unwrap_or_default();
+        // One line per file: control characters in a value (a multi-line
+        // public file) are shown escaped.
+        let value = r
+            .value
+            .map(|v| {
+                let shown: String = v
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_default().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
+                format!("  {shown}")
+            })
+            .unwrap_or_default();
         println!(
             "{}/{}/{}  {}  {}{}",
             r.machine,
