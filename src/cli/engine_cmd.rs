@@ -148,9 +148,10 @@ fn ask_tty(name: &str, prompt: &Prompt) -> Option<Zeroizing<String>> {
         format!("{} ({name})", prompt.description)
     };
     let read = |question: &str| -> Option<Zeroizing<String>> {
+        // Echo goes off before the question shows, so nothing typed after it is echoed.
+        let _echo = prompt.kind.is_hidden().then(EchoOff::new);
         eprint!("{question}: ");
         let _ = std::io::stderr().flush();
-        let _echo = prompt.kind.is_hidden().then(EchoOff::new);
         let mut value = Zeroizing::new(String::new());
         if prompt.kind.is_multiline() {
             eprintln!("(end with Ctrl-D)");
