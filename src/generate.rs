@@ -13,7 +13,7 @@ use crate::keys::{Identities, Recipient};
 use crate::manifest::{Generator, Manifest};
 use crate::sandbox::{Job, Sandbox};
 use crate::status::{self, owner, Stale};
-use crate::store::{GenMeta, Kind, Lock, Store, StoreError};
+use crate::store::{Kind, Lock, Store, StoreError};
 
 /// What the user asked for.
 pub struct Options {
@@ -107,8 +107,12 @@ pub fn plan(
             reasons.insert(n.clone(), "--regenerate".into());
         } else if opts.generators.contains(&n.generator) {
             reasons.insert(n.clone(), "--generator".into());
-        } else if let Some(s) = stale_of(n)? {
-            reasons.insert(n.clone(), s.to_string());
+        } else if opts.generators.is_empty() {
+            // With --generator, other stale generators run only as a
+            // dependency or a dependent of a forced one (below).
+            if let Some(s) = stale_of(n)? {
+                reasons.insert(n.clone(), s.to_string());
+            }
         }
     }
     // Close over dependents (on every machine), then pull in any missing or
@@ -537,16 +541,7 @@ fn run_one(ctx: &Ctx, node: &NodeId) -> Result<(), String> {
             publics.push((file.clone(), bytes.to_vec()));
         }
     }
-    let meta = GenMeta {
-        generation: GenMeta::new_generation(),
-        definition: gen.definition_hash(),
-        files: gen
-            .files
-            .iter()
-            .map(|(n, d)| (n.clone(), d.secret))
-            .collect(),
-        inputs: recorded,
-    };
+    let meta = status::new_meta(gen, recorded);
     let mut tx = ctx.store.begin(ctx.lock).map_err(|e| e.to_string())?;
     tx.put_generator(
         ctx.store,
