@@ -115,6 +115,26 @@ pub fn check(
             }
         }
     }
+    // Each machine's private key, sealed to the admins: to exactly the admins.
+    for m in status::key_machines(manifest, machines) {
+        if let Some((_, have, want)) = status::age_key_drift(store, &m, &admins)? {
+            let added: Vec<&String> = want.difference(&have).collect();
+            let removed: Vec<&String> = have.difference(&want).collect();
+            let mut detail = Vec::new();
+            if !added.is_empty() {
+                detail.push(format!("not sealed to {}", join(&added)));
+            }
+            if !removed.is_empty() {
+                detail.push(format!("still sealed to {}", join(&removed)));
+            }
+            problems.push(Problem {
+                subject: format!("{m}/age-key"),
+                kind: "recipients",
+                detail: detail.join("; "),
+                fix: format!("vars rekey --machine {m}"),
+            });
+        }
+    }
     // A file stored with the wrong kind is already reported on its generator.
     let mismatched: BTreeSet<String> = problems
         .iter()

@@ -61,6 +61,25 @@ pub fn rekey(
             done.push(format!("{node}/{file}"));
         }
     }
+    // Each machine's private key, to exactly the admins: a removed admin must
+    // not keep a way to every secret of the machine.
+    for m in status::key_machines(manifest, machines) {
+        let Some((path, _, _)) = status::age_key_drift(store, &m, &admins)? else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|e| crate::store::io_error(&path, e))?;
+        let sealed = crate::sops::SopsFile::parse(
+            &bytes,
+            crate::sops::Format::Binary,
+            &path.display().to_string(),
+        )?;
+        let plain = sealed.decrypt_binary(ids)?;
+        let bytes = crate::sops::encrypt_binary(&plain, &admins)?;
+        let mut tx = store.begin(lock)?;
+        tx.put_file(store, &path, &bytes)?;
+        tx.commit()?;
+        done.push(format!("{m}/age-key"));
+    }
     Ok(done)
 }
 
@@ -99,6 +118,11 @@ pub fn rekey_needed(
             if keyless || have != want {
                 out.push(format!("{node}/{file}"));
             }
+        }
+    }
+    for m in status::key_machines(manifest, machines) {
+        if status::age_key_drift(store, &m, &admins)?.is_some() {
+            out.push(format!("{m}/age-key"));
         }
     }
     Ok(out)

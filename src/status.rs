@@ -234,3 +234,40 @@ pub fn new_meta(gen: &Generator, inputs: BTreeMap<String, String>) -> GenMeta {
         inputs,
     }
 }
+
+/// A machine's `age-key` (its private key, sealed to the admins) when its
+/// recipients differ from the current admins: `(path, have, want)`. After an
+/// admin is removed, the old admin could otherwise still open the machine's
+/// key from the repository, and through it every secret of the machine.
+pub fn age_key_drift(
+    store: &Store,
+    machine: &str,
+    admins: &[Recipient],
+) -> Result<Option<(std::path::PathBuf, BTreeSet<String>, BTreeSet<String>)>, StoreError> {
+    let path = store
+        .owner_dir(&Owner::Machine(machine.to_string()))
+        .join("age-key");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(crate::store::io_error(&path, e)),
+    };
+    let sealed = crate::sops::SopsFile::parse(
+        &bytes,
+        crate::sops::Format::Binary,
+        &path.display().to_string(),
+    )?;
+    let have: BTreeSet<String> = sealed.recipients().into_iter().collect();
+    let want: BTreeSet<String> = admins.iter().map(|r| r.to_string()).collect();
+    Ok((have != want).then_some((path, have, want)))
+}
+
+/// The machines whose keys a command on `machines` looks after: those given,
+/// else every machine of the configuration.
+pub fn key_machines(manifest: &Manifest, machines: &[String]) -> Vec<String> {
+    if machines.is_empty() {
+        manifest.machines.keys().cloned().collect()
+    } else {
+        machines.to_vec()
+    }
+}

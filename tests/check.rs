@@ -165,20 +165,27 @@ fn recipients_when_an_admin_is_added_then_rekey() {
         format!(
             "shared/ca/k: recipients: not sealed to {second} (fix: vars rekey)\n\
              cinnabar/a/s: recipients: not sealed to {second} (fix: vars rekey --machine cinnabar)\n\
-             cinnabar/b/s: recipients: not sealed to {second} (fix: vars rekey --machine cinnabar)\n"
+             cinnabar/b/s: recipients: not sealed to {second} (fix: vars rekey --machine cinnabar)\n\
+             cinnabar/age-key: recipients: not sealed to {second} (fix: vars rekey --machine cinnabar)\n\
+             lead/age-key: recipients: not sealed to {second} (fix: vars rekey --machine lead)\n\
+             zinc/age-key: recipients: not sealed to {second} (fix: vars rekey --machine zinc)\n"
         )
     );
     let before = fleet.tree();
     let out = fleet.run(&["rekey"]).ok();
     assert_eq!(
         out.stdout,
-        "re-sealed shared/ca/k\nre-sealed cinnabar/a/s\nre-sealed cinnabar/b/s\n"
+        "re-sealed shared/ca/k\nre-sealed cinnabar/a/s\nre-sealed cinnabar/b/s\n\
+         re-sealed cinnabar/age-key\nre-sealed lead/age-key\nre-sealed zinc/age-key\n"
     );
     assert_eq!(
         changed(&before, &fleet.tree()),
         [
+            "machines/cinnabar/age-key",
             "machines/cinnabar/secrets/a/s",
             "machines/cinnabar/secrets/b/s",
+            "machines/lead/age-key",
+            "machines/zinc/age-key",
             "shared/secrets/ca/k"
         ]
     );
@@ -204,13 +211,20 @@ fn recipients_when_an_admin_is_removed() {
         format!(
             "shared/ca/k: recipients: still sealed to {second} (fix: vars rekey)\n\
              cinnabar/a/s: recipients: still sealed to {second} (fix: vars rekey --machine cinnabar)\n\
-             cinnabar/b/s: recipients: still sealed to {second} (fix: vars rekey --machine cinnabar)\n"
+             cinnabar/b/s: recipients: still sealed to {second} (fix: vars rekey --machine cinnabar)\n\
+             cinnabar/age-key: recipients: still sealed to {second} (fix: vars rekey --machine cinnabar)\n\
+             lead/age-key: recipients: still sealed to {second} (fix: vars rekey --machine lead)\n\
+             zinc/age-key: recipients: still sealed to {second} (fix: vars rekey --machine zinc)\n"
         )
     );
     fleet.run(&["rekey"]).ok();
     fleet.check(0);
     assert!(!fleet
         .recipients("sops/shared/secrets/ca/k")
+        .contains(&second));
+    // Nor the machines' keys, through which every secret of a machine opens.
+    assert!(!fleet
+        .recipients("sops/machines/cinnabar/age-key")
         .contains(&second));
 }
 

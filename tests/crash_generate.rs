@@ -397,7 +397,7 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
             let (subject, rest) = line.split_once(": ").unwrap();
             let (kind, detail) = rest.split_once(": ").unwrap();
             assert!(
-                kind == "outdated" && detail.starts_with("outdated: its dependency "),
+                kind == "outdated" && detail.starts_with("its dependency "),
                 "after a kill, vars check reports {line:?}"
             );
             outdated.insert(subject.to_string());

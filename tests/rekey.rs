@@ -53,14 +53,18 @@ fn rekey_for_a_new_admin_keeps_the_plaintexts_and_lets_the_new_admin_read() {
     let out = fleet.run(&["rekey"]).ok();
     assert_eq!(
         out.stdout,
-        "re-sealed shared/ca/k\nre-sealed cinnabar/a/s\nre-sealed zinc/a/s\n"
+        "re-sealed shared/ca/k\nre-sealed cinnabar/a/s\nre-sealed zinc/a/s\n\
+         re-sealed cinnabar/age-key\nre-sealed zinc/age-key\n"
     );
     assert_eq!(out.stderr, "");
-    // Public files, metadata and keys are untouched.
+    // Public files, metadata and key.json files are untouched; the machines'
+    // private keys (sealed to the admins) are re-sealed too.
     assert_eq!(
         changed(&before, &fleet.tree()),
         [
+            "machines/cinnabar/age-key",
             "machines/cinnabar/secrets/a/s",
+            "machines/zinc/age-key",
             "machines/zinc/secrets/a/s",
             "shared/secrets/ca/k"
         ]
@@ -89,10 +93,17 @@ fn rekey_limited_to_a_machine() {
     let before = fleet.tree();
     let out = fleet.run(&["rekey", "--machine", "zinc"]).ok();
     // zinc's own secret and the shared one it declares; not cinnabar's.
-    assert_eq!(out.stdout, "re-sealed shared/ca/k\nre-sealed zinc/a/s\n");
+    assert_eq!(
+        out.stdout,
+        "re-sealed shared/ca/k\nre-sealed zinc/a/s\nre-sealed zinc/age-key\n"
+    );
     assert_eq!(
         changed(&before, &fleet.tree()),
-        ["machines/zinc/secrets/a/s", "shared/secrets/ca/k"]
+        [
+            "machines/zinc/age-key",
+            "machines/zinc/secrets/a/s",
+            "shared/secrets/ca/k"
+        ]
     );
     let out = fleet.check(1);
     assert!(
@@ -100,7 +111,12 @@ fn rekey_limited_to_a_machine() {
             .starts_with("cinnabar/a/s: recipients: not sealed to "),
         "{out}"
     );
-    assert_eq!(out.stdout.lines().count(), 1);
+    assert!(
+        out.stdout
+            .contains("\ncinnabar/age-key: recipients: not sealed to "),
+        "{out}"
+    );
+    assert_eq!(out.stdout.lines().count(), 2);
 }
 
 #[test]
@@ -132,18 +148,26 @@ fn generate_also_reseals_what_its_machines_need() {
     let out = fleet.generate(&["--machine", "zinc", "--dry-run"]).ok();
     assert_eq!(
         out.stdout,
-        "shared/ca/k: re-seal: its recipients changed\nzinc/a/s: re-seal: its recipients changed\n"
+        "shared/ca/k: re-seal: its recipients changed\nzinc/a/s: re-seal: its recipients changed\n\
+         zinc/age-key: re-seal: its recipients changed\n"
     );
     assert_same_tree(&before, &fleet.tree());
     let out = fleet.generate(&["--machine", "zinc"]).ok();
-    assert_eq!(out.stdout, "re-sealed shared/ca/k\nre-sealed zinc/a/s\n");
+    assert_eq!(
+        out.stdout,
+        "re-sealed shared/ca/k\nre-sealed zinc/a/s\nre-sealed zinc/age-key\n"
+    );
     assert_eq!(out.stderr, "");
     assert!(fleet
         .recipients("sops/shared/secrets/ca/k")
         .contains(&second));
     assert_eq!(
         changed(&before, &fleet.tree()),
-        ["machines/zinc/secrets/a/s", "shared/secrets/ca/k"]
+        [
+            "machines/zinc/age-key",
+            "machines/zinc/secrets/a/s",
+            "shared/secrets/ca/k"
+        ]
     );
 }
 

@@ -45,6 +45,11 @@ pub enum StoreError {
     Exists { path: String },
 }
 
+/// An I/O error on `path`, for the layers above.
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    io(path)(source)
+}
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.display().to_string(),
