@@ -117,7 +117,9 @@ pub fn check(
     }
     // Each machine's private key, sealed to the admins: to exactly the admins.
     for m in status::key_machines(manifest, machines) {
-        if let Some((_, have, want)) = status::age_key_drift(store, &m, &admins)? {
+        if let Some(status::AgeKeyDrift { have, want, .. }) =
+            status::age_key_drift(store, &m, &admins)?
+        {
             let added: Vec<&String> = want.difference(&have).collect();
             let removed: Vec<&String> = have.difference(&want).collect();
             let mut detail = Vec::new();

@@ -64,7 +64,8 @@ pub fn rekey(
     // Each machine's private key, to exactly the admins: a removed admin must
     // not keep a way to every secret of the machine.
     for m in status::key_machines(manifest, machines) {
-        let Some((path, _, _)) = status::age_key_drift(store, &m, &admins)? else {
+        let Some(status::AgeKeyDrift { path, .. }) = status::age_key_drift(store, &m, &admins)?
+        else {
             continue;
         };
         let bytes = std::fs::read(&path).map_err(|e| crate::store::io_error(&path, e))?;

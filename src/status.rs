@@ -235,15 +235,22 @@ pub fn new_meta(gen: &Generator, inputs: BTreeMap<String, String>) -> GenMeta {
     }
 }
 
+/// A machine's `age-key` sealed to other recipients than the admins.
+pub struct AgeKeyDrift {
+    pub path: std::path::PathBuf,
+    pub have: BTreeSet<String>,
+    pub want: BTreeSet<String>,
+}
+
 /// A machine's `age-key` (its private key, sealed to the admins) when its
-/// recipients differ from the current admins: `(path, have, want)`. After an
-/// admin is removed, the old admin could otherwise still open the machine's
-/// key from the repository, and through it every secret of the machine.
+/// recipients differ from the current admins. After an admin is removed, the
+/// old admin could otherwise still open the machine's key from the
+/// repository, and through it every secret of the machine.
 pub fn age_key_drift(
     store: &Store,
     machine: &str,
     admins: &[Recipient],
-) -> Result<Option<(std::path::PathBuf, BTreeSet<String>, BTreeSet<String>)>, StoreError> {
+) -> Result<Option<AgeKeyDrift>, StoreError> {
     let path = store
         .owner_dir(&Owner::Machine(machine.to_string()))
         .join("age-key");
@@ -259,7 +266,7 @@ pub fn age_key_drift(
     )?;
     let have: BTreeSet<String> = sealed.recipients().into_iter().collect();
     let want: BTreeSet<String> = admins.iter().map(|r| r.to_string()).collect();
-    Ok((have != want).then_some((path, have, want)))
+    Ok((have != want).then_some(AgeKeyDrift { path, have, want }))
 }
 
 /// The machines whose keys a command on `machines` looks after: those given,
