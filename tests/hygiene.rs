@@ -523,3 +523,128 @@ fn key_material_is_held_in_zeroizing_types() {
         }
     };
 }
+
+/// Every sealed file of the store: generator secrets and machines' age-keys.
+fn sealed_files(repo: &Repo) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![repo.sops()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "age-key")
+                || path.components().any(|c| c.as_os_str() == "secrets")
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn identity(text: &str) -> vars::keys::Identities {
+    let mut ids = vars::keys::Identities::default();
+    ids.add_text("key", text.as_bytes()).unwrap();
+    ids
+}
+
+fn opens(ids: &vars::keys::Identities, path: &std::path::Path) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    vars::sops::SopsFile::parse(&bytes, vars::sops::Format::Binary, "f")
+        .unwrap()
+        .decrypt_binary(ids)
+        .is_ok()
+}
+
+/// SECURITY.md's rotation procedures, as written there: an admin added, then
+/// removed (after `vars rekey` their key opens nothing in the store, machine
+/// keys included); a machine's key replaced (its key.json and age-key deleted,
+/// `vars rekey --machine M`): the old key opens nothing of the machine's, the
+/// new one opens all of it, other machines' files stay byte-identical.
+#[test]
+fn admin_and_machine_keys_rotate_with_rekey() {
+    let ca = json!({"share": true, "files": {"k": {}}, "script": "echo ca-$SRANDOM > $out/k"});
+    let own = json!({"files": {"s": {}}, "script": "echo own-$SRANDOM > $out/s"});
+    let repo = Repo::new(&json!({"machines": {
+        "m1": {"class": "nixos", "generators": {"ca": ca, "own": own}},
+        "m2": {"class": "nixos", "generators": {"ca": ca, "own": own}},
+    }}));
+    repo.ok(&["generate", "--no-sandbox"]);
+    let alice = repo.ids();
+
+    // An admin joins.
+    let (_, bob) = vars::keys::generate_identity();
+    let bob_file = repo.dir.join("bob.txt");
+    std::fs::write(&bob_file, format!("{}\n", bob.as_str())).unwrap();
+    repo.ok(&[
+        "keygen",
+        "--user",
+        "bob",
+        "--identity",
+        bob_file.to_str().unwrap(),
+    ]);
+    assert_eq!(repo.run(&["check"]).status.code(), Some(1));
+    repo.ok(&["rekey"]);
+    repo.check_clean();
+    let bob = identity(&bob);
+    let files = sealed_files(&repo);
+    assert_eq!(files.len(), 2 + 2 + 1, "{files:?}");
+    for f in &files {
+        assert!(opens(&bob, f), "the new admin cannot open {}", f.display());
+    }
+    // The admin leaves.
+    std::fs::remove_dir_all(repo.sops().join("users/bob")).unwrap();
+    let check = repo.run(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("m1/age-key: recipients: still sealed to ")
+    );
+    repo.ok(&["rekey"]);
+    repo.check_clean();
+    for f in &files {
+        assert!(
+            !opens(&bob, f),
+            "the removed admin still opens {}",
+            f.display()
+        );
+        assert!(opens(&alice, f), "the admin cannot open {}", f.display());
+    }
+
+    // A machine's key is replaced.
+    let m1 = repo.sops().join("machines/m1");
+    let old_key = repo.ok(&["sops", "decrypt", m1.join("age-key").to_str().unwrap()]);
+    let old_public = std::fs::read_to_string(m1.join("key.json")).unwrap();
+    let m2_before = hardening::snapshot(&repo.sops().join("machines/m2"), &[]);
+    std::fs::remove_file(m1.join("key.json")).unwrap();
+    std::fs::remove_file(m1.join("age-key")).unwrap();
+    let out = repo.ok(&["rekey", "--machine", "m1"]);
+    assert_eq!(out, "re-sealed shared/ca/k\nre-sealed m1/own/s\n");
+    repo.check_clean();
+    assert_ne!(
+        std::fs::read_to_string(m1.join("key.json")).unwrap(),
+        old_public
+    );
+    let new_key = repo.ok(&["sops", "decrypt", m1.join("age-key").to_str().unwrap()]);
+    let (old, new) = (identity(&old_key), identity(&new_key));
+    for f in [
+        m1.join("secrets/own/s"),
+        repo.sops().join("shared/secrets/ca/k"),
+    ] {
+        assert!(
+            !opens(&old, &f),
+            "the old machine key still opens {}",
+            f.display()
+        );
+        assert!(
+            opens(&new, &f),
+            "the new machine key cannot open {}",
+            f.display()
+        );
+    }
+    assert_eq!(
+        hardening::snapshot(&repo.sops().join("machines/m2"), &[]),
+        m2_before
+    );
+}
