@@ -333,7 +333,7 @@ const EXPECTED: &[(&str, i32, &str, &str)] = &[
     ("key.json: 100 000 nested lists", 1, "", "error: ./sops/machines/m1/key.json: invalid JSON: recursion limit exceeded at line 1 column 128\n"),
     ("key.json: a directory", 1, "", "error: ./sops/machines/m1/key.json: Is a directory (os error 21)\n"),
     ("key.json: bad machine key on rekey", 1, "", "error: ./sops/machines/m1/key.json: the list of keys is empty\n"),
-    ("key.json: bad admin key on generate", 1, "", "warning: --no-sandbox: scripts run without namespaces (a private tmpfs dir and a clean environment only)\nerror: ./sops/users/alice/key.json: the list of keys is empty\n"),
+    ("key.json: bad admin key on generate", 1, "", "error: ./sops/users/alice/key.json: the list of keys is empty\n"),
     ("key.json: bad admin key on set", 1, "", "error: ./sops/users/alice/key.json: the list of keys is empty\n"),
 ];
 
