@@ -204,17 +204,25 @@ pub(crate) fn create_held_dir(base: &Path, prefix: &str) -> io::Result<(PathBuf,
     Ok((path, Hold { _lock: lock }))
 }
 
-/// The creator's pid in a name made by [`create_held_dir`] (`vars-<pid>-…`, `vars-etc-<pid>-…`).
+/// The creator's pid in a name made by [`create_held_dir`]: exactly `vars-<pid>-XXXXXX` or
+/// `vars-etc-<pid>-XXXXXX` (six random alphanumerics). Anything else is not ours.
 fn creator_pid(name: &str) -> Option<i32> {
     let rest = name.strip_prefix("vars-")?;
     let rest = rest.strip_prefix("etc-").unwrap_or(rest);
-    rest.split('-').next()?.parse().ok()
+    let (pid, random) = rest.split_once('-')?;
+    let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    let random_ok = random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !digits || !random_ok {
+        return None;
+    }
+    pid.parse().ok()
 }
 
-/// Removes the `vars-*` directories under `base` that belong to this user, that no process
+/// Removes the directories [`create_held_dir`] made under `base` (named exactly
+/// `vars-<pid>-XXXXXX` or `vars-etc-<pid>-XXXXXX`) that belong to this user, that no process
 /// holds and whose creator is gone: working directories and `/etc` copies of vars processes
-/// that were killed (a `SIGKILL` runs no destructor). Best effort; probes (`vars-probe-*`) are
-/// left alone.
+/// that were killed (a `SIGKILL` runs no destructor). Nothing else in `base` is touched.
+/// Best effort.
 pub(crate) fn remove_stale(base: &Path) {
     let Ok(entries) = fs::read_dir(base) else {
         return;
@@ -222,10 +230,9 @@ pub(crate) fn remove_stale(base: &Path) {
     let me = nix::unistd::geteuid().as_raw();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.starts_with("vars-") || name.starts_with("vars-probe-") {
+        let Some(pid) = name.to_str().and_then(creator_pid) else {
             continue;
-        }
+        };
         let path = entry.path();
         let Ok(dir) = OpenOptions::new()
             .read(true)
@@ -240,13 +247,11 @@ pub(crate) fn remove_stale(base: &Path) {
         let Ok(_held) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) else {
             continue; // in use
         };
-        let creator_alive = creator_pid(name).is_some_and(|pid| {
-            !matches!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-                Err(nix::errno::Errno::ESRCH)
-            )
-        });
-        if !creator_alive {
+        let creator_gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if creator_gone {
             remove_tree(&path);
         }
     }
@@ -462,9 +467,19 @@ mod stale_tests {
     #[test]
     fn creator_pids_are_read_from_names() {
         assert_eq!(creator_pid("vars-123-AbCdEf"), Some(123));
-        assert_eq!(creator_pid("vars-etc-77-x"), Some(77));
-        assert_eq!(creator_pid("vars-AbCdEf"), None);
-        assert_eq!(creator_pid("other"), None);
+        assert_eq!(creator_pid("vars-etc-77-x1y2z3"), Some(77));
+        // Not made by create_held_dir: never touched.
+        for name in [
+            "vars-AbCdEf",
+            "vars-etc-77-x",
+            "vars-hardening-AbCdEf",
+            "vars-12-AbCdEf-more",
+            "vars--AbCdEf",
+            "vars-probe-AbCdEf",
+            "other",
+        ] {
+            assert_eq!(creator_pid(name), None, "{name}");
+        }
     }
 
     /// Only directories nobody holds and whose creator is gone are removed.
@@ -479,15 +494,27 @@ mod stale_tests {
             .join(format!("vars-{}-young", std::process::id()));
         fs::create_dir(&young).unwrap();
         // Unheld, creator gone (no pid is this large): a crash's leftover.
-        let dead = base.path().join("vars-etc-2147483646-dead");
+        let dead = base.path().join("vars-etc-2147483646-dead01");
         fs::create_dir_all(dead.join("in/dep")).unwrap();
         fs::write(dead.join("in/dep/key"), b"plaintext").unwrap();
-        let probe = base.path().join("vars-probe-1");
-        fs::create_dir(&probe).unwrap();
+        // Anything not named like ours, even unheld and empty.
+        let others: Vec<PathBuf> = [
+            "vars-probe-1",
+            "vars-hardening-AbCdEf",
+            "vars-2147483646-toolong",
+        ]
+        .iter()
+        .map(|n| base.path().join(n))
+        .collect();
+        for o in &others {
+            fs::create_dir(o).unwrap();
+        }
         remove_stale(base.path());
         assert!(held.join("secret").exists());
         assert!(young.exists());
-        assert!(probe.exists());
+        for o in &others {
+            assert!(o.exists(), "{}", o.display());
+        }
         assert!(!dead.exists());
         drop(hold);
     }

@@ -73,7 +73,7 @@ impl Repo {
 
     fn create(base: Option<&Path>, manifest: &serde_json::Value) -> Repo {
         let mut builder = tempfile::Builder::new();
-        builder.prefix("vars-hardening-");
+        builder.prefix("hardening-test-");
         let tmp = match base {
             Some(b) => builder.tempdir_in(b),
             None => builder.tempdir(),
@@ -85,7 +85,7 @@ impl Repo {
         let shm = Path::new("/dev/shm");
         let run = is_tmpfs(shm).then(|| {
             tempfile::Builder::new()
-                .prefix("vars-hardening-run-")
+                .prefix("hardening-run-")
                 .tempdir_in(shm)
                 .expect("run dir")
         });
