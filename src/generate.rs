@@ -601,15 +601,24 @@ fn prepare(ctx: &Ctx, node: &NodeId) -> Result<Staged, String> {
             publics.push((file.clone(), bytes.to_vec()));
         }
     }
-    // Sealing is X25519 and AES per file: a generator's files are sealed in parallel.
-    let secrets = to_seal
-        .par_iter()
-        .map(|(file, bytes, recipients)| {
-            crate::sops::encrypt_binary(bytes, recipients)
-                .map(|sealed| ((*file).clone(), sealed))
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    // Sealing is X25519 and AES per file: a generator's files are sealed in parallel
+    // (one file is sealed right here: handing it to the pool costs more than it saves).
+    let seal = |(file, bytes, recipients): &(&String, &Zeroizing<Vec<u8>>, Vec<Recipient>)| {
+        crate::sops::encrypt_binary(bytes, recipients)
+            .map(|sealed| ((*file).clone(), sealed))
+            .map_err(|e| e.to_string())
+    };
+    let secrets = if to_seal.len() > 1 {
+        to_seal
+            .par_iter()
+            .map(seal)
+            .collect::<Result<Vec<_>, String>>()?
+    } else {
+        to_seal
+            .iter()
+            .map(seal)
+            .collect::<Result<Vec<_>, String>>()?
+    };
     let meta = GenMeta {
         generation: GenMeta::new_generation(),
         definition: gen.definition_hash(),

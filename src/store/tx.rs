@@ -228,6 +228,10 @@ fn apply(root: &Path, dir: &Path) -> Result<(), StoreError> {
         reason: e.to_string(),
     })?;
     // Pending targets: the old entries move out first (durably), then the new ones in.
+    // A file replacing a file needs no move out: the rename over it is atomic. Only the
+    // store's directories are fsynced: what happens to old/ and new/ no longer matters
+    // once the marker is durable (recovery looks at new/ and the live entries only).
+    let is_dir = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.is_dir());
     let pending: Vec<&Target> = targets
         .iter()
         .filter(|t| {
@@ -242,17 +246,17 @@ fn apply(root: &Path, dir: &Path) -> Result<(), StoreError> {
     for t in &pending {
         let live = root.join(&t.rel);
         let old = dir.join("old").join(&t.rel);
-        if exists(&live) && !exists(&old) {
-            touched.insert(rename(&live, &old)?);
+        let replace_in_place =
+            t.present && !is_dir(&live) && !is_dir(&dir.join("new").join(&t.rel));
+        if !replace_in_place && exists(&live) && !exists(&old) {
+            rename(&live, &old)?;
             touched.insert(live.parent().unwrap_or(root).to_path_buf());
         }
     }
     sync_dirs(std::mem::take(&mut touched))?;
     for t in pending.iter().filter(|t| t.present) {
         let live = root.join(&t.rel);
-        let new = dir.join("new").join(&t.rel);
-        touched.insert(rename(&new, &live)?);
-        touched.insert(new.parent().unwrap_or(dir).to_path_buf());
+        touched.insert(rename(&dir.join("new").join(&t.rel), &live)?);
     }
     sync_dirs(touched)?;
     // Every move is durable: the transaction's record can go (the generator
