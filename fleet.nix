@@ -4,8 +4,8 @@
 #
 # Secrets and public values live in ./sops (generated and committed with
 # `vars generate`). Public values another machine needs (the zerotier network
-# id) are read from there at evaluation time, so on a fresh store generate the
-# zerotier controller first:  vars generate --machine cinnabar && vars generate
+# id) are read from there at evaluation time; `vars generate` evaluates this
+# file again after generating them, so one run suffices on a fresh store.
 import ./nix/inventory.nix {
   storeDir = ./sops;
 

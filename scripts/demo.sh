@@ -18,8 +18,8 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step "$vars" keygen --user admin
 printf '{"hcloud-token.hcloud-token": "demo-hetzner-token"}' >"$work/prompts.json"
-# zerotier peers read the controller's network id at evaluation time: generate the controller first
-step "$vars" generate --machine cinnabar --prompt-file "$work/prompts.json"
+# zerotier peers read the controller's network id at evaluation time: vars evaluates
+# fleet.nix again after the controller is generated, and runs what that changed
 step "$vars" generate --prompt-file "$work/prompts.json"
 step "$vars" check
 step "$vars" list --machine cinnabar

@@ -51,15 +51,20 @@ pub fn check(
             continue;
         };
         if let Some(stale) = status::stale(store, graph, node, gen, &metas)? {
-            let kind = match stale {
-                Stale::Missing(_) => "missing",
-                Stale::KindMismatch(_) => "kind",
-                _ => "outdated",
+            // The detail does not repeat the kind ("outdated: its definition changed").
+            let (kind, detail) = match &stale {
+                Stale::Missing(files) if files.is_empty() => ("missing", "never generated".into()),
+                Stale::Missing(files) => ("missing", format!("absent: {}", files.join(", "))),
+                Stale::KindMismatch(_) => ("kind", stale.to_string()),
+                Stale::DefinitionChanged => ("outdated", "its definition changed".into()),
+                Stale::InputChanged(dep) => {
+                    ("outdated", format!("its dependency {dep} was regenerated"))
+                }
             };
             problems.push(Problem {
                 subject: node.to_string(),
                 kind,
-                detail: stale.to_string(),
+                detail,
                 fix: generate_fix(node, graph),
             });
             continue;
@@ -77,12 +82,21 @@ pub fn check(
                     .iter()
                     .map(|r| r.to_string())
                     .collect();
-            if have != want {
+            // A machine that receives the file but has no key yet (a new
+            // machine declaring a shared generator) is missing from it too.
+            let keyless: Vec<String> = status::receiving_machines(manifest, graph, node, file)
+                .into_iter()
+                .filter(|m| !machine_keys.contains_key(m))
+                .collect();
+            if have != want || !keyless.is_empty() {
                 let added: Vec<&String> = want.difference(&have).collect();
                 let removed: Vec<&String> = have.difference(&want).collect();
                 let mut detail = Vec::new();
                 if !added.is_empty() {
                     detail.push(format!("not sealed to {}", join(&added)));
+                }
+                for m in &keyless {
+                    detail.push(format!("not sealed to machine {m}, which has no key yet"));
                 }
                 if !removed.is_empty() {
                     detail.push(format!("still sealed to {}", join(&removed)));
@@ -101,7 +115,17 @@ pub fn check(
             }
         }
     }
-    problems.extend(orphans(manifest, graph, store, machines)?);
+    // A file stored with the wrong kind is already reported on its generator.
+    let mismatched: BTreeSet<String> = problems
+        .iter()
+        .filter(|p| p.kind == "kind")
+        .map(|p| format!("{}/", p.subject))
+        .collect();
+    problems.extend(
+        orphans(manifest, graph, store, machines)?
+            .into_iter()
+            .filter(|o| !(o.kind == "kind" && mismatched.iter().any(|n| o.subject.starts_with(n)))),
+    );
     Ok(problems)
 }
 

@@ -117,8 +117,12 @@ pub fn plan(
             reasons.insert(n.clone(), "--regenerate".into());
         } else if opts.generators.contains(&n.generator) {
             reasons.insert(n.clone(), "--generator".into());
-        } else if let Some(s) = stale_of(n)? {
-            reasons.insert(n.clone(), s.to_string());
+        } else if opts.generators.is_empty() {
+            // With --generator, other stale generators run only as a
+            // dependency or a dependent of a forced one (below).
+            if let Some(s) = stale_of(n)? {
+                reasons.insert(n.clone(), s.to_string());
+            }
         }
     }
     // Close over dependents (on every machine), then pull in any missing or
@@ -619,16 +623,7 @@ fn prepare(ctx: &Ctx, node: &NodeId) -> Result<Staged, String> {
             .map(seal)
             .collect::<Result<Vec<_>, String>>()?
     };
-    let meta = GenMeta {
-        generation: GenMeta::new_generation(),
-        definition: gen.definition_hash(),
-        files: gen
-            .files
-            .iter()
-            .map(|(n, d)| (n.clone(), d.secret))
-            .collect(),
-        inputs: recorded,
-    };
+    let meta = status::new_meta(gen, recorded);
     Ok(Staged {
         owner: owner(node),
         generator: node.generator.clone(),

@@ -5,6 +5,7 @@
 //! → persist (`store`) → use cases (`generate`, `check`, `activate`) → `cli`.
 //! Lower layers never import higher ones.
 
+pub mod activate;
 pub mod check;
 pub mod cli;
 pub mod generate;

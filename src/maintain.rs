@@ -64,6 +64,46 @@ pub fn rekey(
     Ok(done)
 }
 
+/// The secrets of the selected machines that `rekey` would re-seal (as
+/// `node/file`): sealed to other recipients than the wanted set, or wanted by
+/// a machine that has no key yet. Reads metadata only.
+pub fn rekey_needed(
+    manifest: &Manifest,
+    graph: &Graph,
+    store: &Store,
+    machines: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let admins = status::admin_recipients(store)?;
+    let machine_keys = status::machine_keys(store, manifest)?;
+    let mut out = Vec::new();
+    for node in status::selected(manifest, graph, machines) {
+        let Some(gen) = graph.generator(manifest, &node) else {
+            continue;
+        };
+        for (file, decl) in &gen.files {
+            if !decl.secret {
+                continue;
+            }
+            let Some(sealed) = store.read_sealed(&owner(&node), &node.generator, file)? else {
+                continue;
+            };
+            let keyless = status::receiving_machines(manifest, graph, &node, file)
+                .iter()
+                .any(|m| !machine_keys.contains_key(m));
+            let want: BTreeSet<String> =
+                status::wanted_recipients(manifest, graph, &node, file, &admins, &machine_keys)
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect();
+            let have: BTreeSet<String> = sealed.recipients().into_iter().collect();
+            if keyless || have != want {
+                out.push(format!("{node}/{file}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Removes orphaned generators and files. Returns what was removed.
 pub fn prune(
     manifest: &Manifest,

@@ -158,7 +158,23 @@ pub fn wanted_recipients(
     machine_keys: &BTreeMap<String, Vec<Recipient>>,
 ) -> Vec<Recipient> {
     let mut out: BTreeSet<Recipient> = admins.iter().cloned().collect();
-    let machines: Vec<String> = match &node.machine {
+    for m in receiving_machines(manifest, graph, node, file) {
+        if let Some(keys) = machine_keys.get(&m) {
+            out.extend(keys.iter().cloned());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The machines a node's file is sealed to: per-machine, its machine; shared,
+/// every machine declaring the generator with `deploy = true` for that file.
+pub fn receiving_machines(
+    manifest: &Manifest,
+    graph: &Graph,
+    node: &NodeId,
+    file: &str,
+) -> Vec<String> {
+    match &node.machine {
         Some(m) => vec![m.clone()],
         None => graph
             .machines_of(node)
@@ -172,13 +188,7 @@ pub fn wanted_recipients(
                     .is_some_and(|d| d.deploy)
             })
             .collect(),
-    };
-    for m in machines {
-        if let Some(keys) = machine_keys.get(&m) {
-            out.extend(keys.iter().cloned());
-        }
     }
-    out.into_iter().collect()
 }
 
 /// Every admin recipient, flattened and sorted.
@@ -218,4 +228,18 @@ pub fn ensure_machine_keys(
         }
     }
     Ok(())
+}
+
+/// Metadata for a new generation of `gen`'s outputs, made from `inputs`.
+pub fn new_meta(gen: &Generator, inputs: BTreeMap<String, String>) -> GenMeta {
+    GenMeta {
+        generation: GenMeta::new_generation(),
+        definition: gen.definition_hash(),
+        files: gen
+            .files
+            .iter()
+            .map(|(n, d)| (n.clone(), d.secret))
+            .collect(),
+        inputs,
+    }
 }

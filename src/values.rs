@@ -7,7 +7,7 @@ use crate::graph::{Graph, NodeId};
 use crate::keys::Identities;
 use crate::manifest::{FileDecl, Manifest};
 use crate::status::{self, owner};
-use crate::store::{GenMeta, Kind, Lock, Store, StoreError};
+use crate::store::{Kind, Lock, Store, StoreError};
 
 /// Errors naming what was asked for.
 #[derive(Debug, thiserror::Error)]
@@ -104,16 +104,7 @@ pub fn set(
         (Kind::Public, value.to_vec())
     };
     let previous = store.read_meta(&own, &node.generator)?;
-    let meta = GenMeta {
-        generation: GenMeta::new_generation(),
-        definition: gen.definition_hash(),
-        files: gen
-            .files
-            .iter()
-            .map(|(n, d)| (n.clone(), d.secret))
-            .collect(),
-        inputs: previous.map(|p| p.inputs).unwrap_or_default(),
-    };
+    let meta = status::new_meta(gen, previous.map(|p| p.inputs).unwrap_or_default());
     let mut tx = store.begin(lock)?;
     tx.put_file(
         store,

@@ -139,6 +139,9 @@ const JSON_DOC: &str = r#"{
   "count": 42,
   "big": 12345678901234,
   "ratio": 0.25,
+  "huge": 1e+21,
+  "tiny": 1e-7,
+  "small": 1.5e-10,
   "negative": -7,
   "yes": true,
   "no": false,
@@ -233,6 +236,72 @@ fn sops_decrypts_a_yaml_file_vars_wrote() {
     );
     assert_eq!(yaml(&out), yaml(YAML_DOC.as_bytes()));
     assert_eq!(comment_lines(&out), YAML_DOC_COMMENTS);
+}
+
+#[test]
+fn sops_decrypts_a_yaml_file_vars_wrote_with_keys_that_need_escapes() {
+    // Keys stay in clear: U+2028 is a line break to YAML readers, DEL and U+FEFF
+    // are refused unescaped.
+    if !require("sops") {
+        return;
+    }
+    let dir = Dir::new();
+    let r = dir.age_key("key.txt");
+    let doc = "\"line\\u2028sep\": 1\n\"del\\x7f\": 2\n\"bom\\ufeff\": 3\n\"nel\\x85\": {\"tab\\tkey\": 4}\n";
+    dir.write("plain.yaml", doc);
+    dir.vars_to("enc.yaml", &["sops", "encrypt", "--age", &r, "plain.yaml"]);
+    let out = dir.sops(
+        &["--decrypt", "enc.yaml"],
+        &[("SOPS_AGE_KEY_FILE", "key.txt")],
+    );
+    assert_eq!(yaml(&out), yaml(doc.as_bytes()));
+    let keys: Vec<String> = yaml(&out)
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        ["line\u{2028}sep", "del\u{7f}", "bom\u{feff}", "nel\u{85}"]
+    );
+}
+
+/// Quoted keys and values holding ` #`, with escaped quotes: not comments.
+const QUOTED_HASHES: &str = r#""quote\" #key": "value \" # not a comment"
+'it'' #s': 'single '' # quoted'
+plain: x # a real comment
+"#;
+
+#[test]
+fn sops_decrypts_quoted_text_with_hashes_vars_wrote() {
+    if !require("sops") {
+        return;
+    }
+    let dir = Dir::new();
+    let r = dir.age_key("key.txt");
+    dir.write("plain.yaml", QUOTED_HASHES);
+    dir.vars_to("enc.yaml", &["sops", "encrypt", "--age", &r, "plain.yaml"]);
+    let out = dir.sops(
+        &["--decrypt", "enc.yaml"],
+        &[("SOPS_AGE_KEY_FILE", "key.txt")],
+    );
+    assert_eq!(yaml(&out), yaml(QUOTED_HASHES.as_bytes()));
+    assert_eq!(comment_lines(&out), ["# a real comment"]);
+}
+
+#[test]
+fn vars_decrypts_quoted_text_with_hashes_sops_wrote() {
+    if !require("sops") {
+        return;
+    }
+    let dir = Dir::new();
+    let r = dir.age_key("key.txt");
+    dir.write("plain.yaml", QUOTED_HASHES);
+    dir.sops_to("enc.yaml", &["--encrypt", "--age", &r, "plain.yaml"], &[]);
+    let out = dir.vars(&["sops", "decrypt", "--identity", "key.txt", "enc.yaml"]);
+    assert_eq!(yaml(&out), yaml(QUOTED_HASHES.as_bytes()));
+    assert_eq!(comment_lines(&out), ["# a real comment"]);
 }
 
 #[test]
@@ -441,6 +510,28 @@ fn vars_decrypts_a_json_file_sops_wrote() {
     let ours = dir.vars(&["sops", "decrypt", "--identity", "key.txt", "enc.json"]);
     assert_eq!(json(&ours), json(JSON_DOC.as_bytes()));
     // Byte for byte what sops prints (tabs, Go's HTML escapes).
+    let theirs = dir.sops(
+        &["--decrypt", "enc.json"],
+        &[("SOPS_AGE_KEY_FILE", "key.txt")],
+    );
+    assert_eq!(
+        String::from_utf8(ours).unwrap(),
+        String::from_utf8(theirs).unwrap()
+    );
+}
+
+#[test]
+fn vars_decrypts_a_json_file_sops_wrote_with_unencrypted_floats() {
+    // The MAC covers the unencrypted floats' digits as sops formats them.
+    if !require("sops") {
+        return;
+    }
+    let dir = Dir::new();
+    let r = dir.age_key("key.txt");
+    let doc = r#"{"secret": "x", "tiny_unencrypted": -2.1196398570727137e-300, "big_unencrypted": 1.4680037318543993e+212}"#;
+    dir.write("plain.json", doc);
+    dir.sops_to("enc.json", &["--encrypt", "--age", &r, "plain.json"], &[]);
+    let ours = dir.vars(&["sops", "decrypt", "--identity", "key.txt", "enc.json"]);
     let theirs = dir.sops(
         &["--decrypt", "enc.json"],
         &[("SOPS_AGE_KEY_FILE", "key.txt")],

@@ -57,6 +57,12 @@ impl Repo {
         Ok((manifest, graph))
     }
 
+    /// True when the configuration is evaluated by Nix (and so may read the store).
+    pub fn evaluates_nix(&self) -> Result<bool, Failure> {
+        let config = self.config_path()?;
+        Ok(config.ends_with(".nix") || config.contains('#'))
+    }
+
     pub fn store(&self) -> Store {
         Store::new(&self.repo)
     }
@@ -142,9 +148,10 @@ fn ask_tty(name: &str, prompt: &Prompt) -> Option<Zeroizing<String>> {
         format!("{} ({name})", prompt.description)
     };
     let read = |question: &str| -> Option<Zeroizing<String>> {
+        // Echo goes off before the question shows, so nothing typed after it is echoed.
+        let _echo = prompt.kind.is_hidden().then(EchoOff::new);
         eprint!("{question}: ");
         let _ = std::io::stderr().flush();
-        let _echo = prompt.kind.is_hidden().then(EchoOff::new);
         let mut value = Zeroizing::new(String::new());
         if prompt.kind.is_multiline() {
             eprintln!("(end with Ctrl-D)");
@@ -202,9 +209,9 @@ impl Drop for EchoOff {
 }
 
 pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
-    let (manifest, graph) = repo.load()?;
+    let (mut manifest, mut graph) = repo.load()?;
     let store = repo.store();
-    let opts = generate::Options {
+    let mut opts = generate::Options {
         machines: args.machines.clone(),
         generators: args.generators.clone(),
         regenerate: args.regenerate,
@@ -217,14 +224,30 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
     let lock = store.lock()?;
     let planned =
         generate::plan(&manifest, &graph, &store, &opts).map_err(|e| Failure::new(e, 2))?;
+    // Stored secrets of the selection sealed to other recipients than the
+    // wanted set (say a machine that started declaring a shared generator):
+    // re-sealed after the run, so every selected secret ends up readable by
+    // exactly the machines and admins that should read it.
+    let reseal = crate::maintain::rekey_needed(&manifest, &graph, &store, &opts.machines)?;
     if args.dry_run {
         for (n, why) in &planned {
             println!("{n}: {why}");
         }
+        for f in &reseal {
+            println!("{f}: re-seal: its recipients changed");
+        }
         return Ok(0);
     }
     if planned.is_empty() {
-        eprintln!("everything is up to date");
+        if reseal.is_empty() {
+            eprintln!("everything is up to date");
+        } else {
+            let ids = Identities::discover(&args.identities)?;
+            for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)?
+            {
+                println!("re-sealed {f}");
+            }
+        }
         return Ok(0);
     }
     let isolation = if args.no_sandbox {
@@ -255,19 +278,59 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
             }
         }
     };
-    let env = generate::Env {
-        manifest: &manifest,
-        graph: &graph,
-        store: &store,
-        lock: &lock,
-        sandbox: &sandbox,
-        ids: &ids,
+    // Answers given at the terminal are reused by later passes.
+    let mut answered: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
+    let mut ask = |name: &str, prompt: &Prompt| {
+        let value = ask_tty(name, prompt)?;
+        answered.insert(name.to_string(), value.clone());
+        Some(value)
     };
-    let rows =
-        generate::run(&env, &opts, &planned, &mut ask_tty, &progress).map_err(|e| match e {
-            generate::GenerateError::MissingPrompts(_) => Failure::new(e, 2),
-            other => Failure::new(other, 1),
-        })?;
+    let mut rows: BTreeMap<crate::graph::NodeId, generate::Row> = BTreeMap::new();
+    let mut planned = planned;
+    // A Nix configuration may read public values from the store at evaluation time
+    // (e.g. a peer reading its controller's network id): after a pass that generated
+    // something, evaluate again and run what that changed, up to three passes.
+    for pass in 1..=3 {
+        let env = generate::Env {
+            manifest: &manifest,
+            graph: &graph,
+            store: &store,
+            lock: &lock,
+            sandbox: &sandbox,
+            ids: &ids,
+        };
+        let done =
+            generate::run(&env, &opts, &planned, &mut ask, &progress).map_err(|e| match e {
+                generate::GenerateError::MissingPrompts(_) => Failure::new(e, 2),
+                other => Failure::new(other, 1),
+            })?;
+        let generated = done
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::Generated(_)));
+        rows.extend(done.into_iter().map(|r| (r.node.clone(), r)));
+        if pass == 3 || !generated || !repo.evaluates_nix()? {
+            break;
+        }
+        let (next_manifest, next_graph) = repo.load()?;
+        if next_manifest == manifest {
+            break;
+        }
+        (manifest, graph) = (next_manifest, next_graph);
+        // Later passes only catch up with the new evaluation: nothing is forced again.
+        opts.regenerate = false;
+        opts.generators.clear();
+        planned =
+            generate::plan(&manifest, &graph, &store, &opts).map_err(|e| Failure::new(e, 2))?;
+        if planned.is_empty() {
+            break;
+        }
+        eprintln!(
+            "the configuration changed with the new values: evaluating again (pass {})",
+            pass + 1
+        );
+    }
+    // The summary, in the final graph's order.
+    let rows: Vec<&generate::Row> = graph.order().iter().filter_map(|n| rows.get(n)).collect();
     let width = rows
         .iter()
         .map(|r| r.node.to_string().len())
@@ -286,6 +349,11 @@ pub fn generate(repo: &Repo, args: GenerateArgs) -> Result<i32, Failure> {
             Outcome::Skipped(why) => format!("skipped: {why}"),
         };
         println!("{:width$}  {text}", row.node.to_string());
+    }
+    if !reseal.is_empty() {
+        for f in crate::maintain::rekey(&manifest, &graph, &store, &lock, &ids, &opts.machines)? {
+            println!("re-sealed {f}");
+        }
     }
     if failed > 0 {
         eprintln!(
@@ -338,7 +406,24 @@ pub fn list(repo: &Repo, machine: Option<&str>, json: bool) -> Result<i32, Failu
         return Ok(0);
     }
     for r in rows {
-        let value = r.value.map(|v| format!("  {v}")).unwrap_or_default();
+        // One line per file: control characters in a value (a multi-line
+        // public file) are shown escaped.
+        let value = r
+            .value
+            .map(|v| {
+                let shown: String = v
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_default().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
+                format!("  {shown}")
+            })
+            .unwrap_or_default();
         println!(
             "{}/{}/{}  {}  {}{}",
             r.machine,

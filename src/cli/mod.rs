@@ -1,6 +1,7 @@
 //! The command line: parses arguments, calls one use case, prints its result.
 //! No logic of its own beyond choosing what to print.
 
+mod activate_cmd;
 mod engine_cmd;
 mod sops_cmd;
 
@@ -79,6 +80,10 @@ enum Command {
         #[arg(long = "identity", value_name = "FILE")]
         identities: Vec<PathBuf>,
     },
+    /// Install a machine's secrets into /run/secrets, atomically (on the machine, as root).
+    Activate(activate_cmd::ActivateArgs),
+    /// Write a machine's age key and partitioning secrets into DIR, for nixos-anywhere.
+    Upload(activate_cmd::UploadArgs),
 }
 
 /// A failure to report: the message and the exit code.
@@ -123,6 +128,8 @@ pub fn main() -> i32 {
         } => engine_cmd::rekey(&cli.repo, &machines, &identities),
         Command::Prune { machines } => engine_cmd::prune(&cli.repo, &machines),
         Command::Graph { machine } => engine_cmd::graph(&cli.repo, machine.as_deref()),
+        Command::Activate(args) => activate_cmd::activate(&cli.repo, args),
+        Command::Upload(args) => activate_cmd::upload(&cli.repo, args),
     };
     match result {
         Ok(code) => code,

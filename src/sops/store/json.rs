@@ -102,6 +102,27 @@ pub fn quote(bytes: &[u8]) -> Result<String, String> {
         .replace('\u{2029}', "\\u2029"))
 }
 
+/// A number as Go's encoding/json writes a float64: shortest digits, in exponent
+/// form below 1e-6 and from 1e21 (`1e+21`, `1e-7`). Written in full, such numbers
+/// are long integers that JSON parsers (serde_json's default one among them) may
+/// round to a neighbouring float when the file is read back.
+fn go_json_float(f: f64) -> String {
+    let abs = f.abs();
+    if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        return format_float(f);
+    }
+    let e = format!("{f:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    // Go pads the exponent to two digits, then trims `e-0N` back to `e-N`.
+    if exp < 0 && exp > -10 {
+        format!("{mantissa}e-{}", -exp)
+    } else {
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
 fn write(node: &Node, depth: usize, out: &mut String) -> Result<(), String> {
     match node {
         Node::Null => out.push_str("null"),
@@ -109,7 +130,7 @@ fn write(node: &Node, depth: usize, out: &mut String) -> Result<(), String> {
         Node::Scalar(s) => match s {
             Scalar::Str(b) => out.push_str(&quote(b)?),
             Scalar::Int(i) => out.push_str(&i.to_string()),
-            Scalar::Float(f) if f.is_finite() => out.push_str(&format_float(*f)),
+            Scalar::Float(f) if f.is_finite() => out.push_str(&go_json_float(*f)),
             Scalar::Float(_) => return Err("JSON cannot hold NaN or infinity".into()),
             Scalar::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Scalar::Time(t) => out.push_str(&quote(t.as_bytes())?),
@@ -168,6 +189,25 @@ mod tests {
         assert!(parse(br#"{"a": 1, "a": 2}"#)
             .unwrap_err()
             .contains("duplicate key \"a\""));
+    }
+
+    #[test]
+    fn floats_as_go_writes_them() {
+        let cases = [
+            (2.0, "2"),
+            (0.5, "0.5"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (-1.9098224346523472e57, "-1.9098224346523472e+57"),
+            (1e-6, "0.000001"),
+            (1e-7, "1e-7"),
+            (1.5e-10, "1.5e-10"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ];
+        for (f, text) in cases {
+            assert_eq!(go_json_float(f), text, "{f:e}");
+        }
     }
 
     #[test]

@@ -67,8 +67,16 @@ fn scan_comments(src: &str) -> Vec<Comment> {
 fn split_comment(line: &str) -> (&str, Option<&str>) {
     let mut quote: Option<char> = None;
     let mut prev = ' ';
-    for (i, c) in line.char_indices() {
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match quote {
+            // `\"` inside double quotes and `''` inside single quotes do not close them.
+            Some('"') if c == '\\' => {
+                chars.next();
+            }
+            Some('\'') if c == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') => {
+                chars.next();
+            }
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if (c == '"' || c == '\'') && (prev.is_whitespace() || ":-[{,".contains(prev)) => {
@@ -518,7 +526,7 @@ pub fn quote_if_needed(s: &str) -> String {
         && !s.ends_with([' ', '\t', ':'])
         && !s.contains(": ")
         && !s.contains(" #")
-        && !s.chars().any(|c| c.is_control() || c == '\u{feff}')
+        && !s.chars().any(|c| c.is_control() || needs_escape(c))
         && resolve_plain(s).is_none()
         && !matches!(
             s,
@@ -543,8 +551,32 @@ pub fn quote_if_needed(s: &str) -> String {
     if plain_ok {
         s.to_string()
     } else {
-        serde_json::to_string(s).unwrap_or_default()
+        double_quote(s)
     }
+}
+
+/// Characters a YAML reader takes as line breaks (U+0085, U+2028, U+2029) or
+/// refuses outright (DEL, C1 controls, U+FEFF, U+FFFE, U+FFFF): escaped in quotes.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
+}
+
+/// A double-quoted YAML scalar. JSON's escapes are YAML's, but JSON leaves the
+/// characters of `needs_escape` raw.
+fn double_quote(s: &str) -> String {
+    let json = serde_json::to_string(s).unwrap_or_default();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{:04X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// True for text that reads well and round-trips as a literal block (`|`).
@@ -552,8 +584,9 @@ fn literal_block_ok(s: &str) -> bool {
     s.ends_with('\n')
         && !s.ends_with("\n\n")
         && !s.starts_with([' ', '\t', '\n'])
-        && s.lines()
-            .all(|l| !l.ends_with([' ', '\t']) && !l.chars().any(|c| c.is_control()))
+        && s.lines().all(|l| {
+            !l.ends_with([' ', '\t']) && !l.chars().any(|c| c.is_control() || needs_escape(c))
+        })
 }
 
 fn write_value(node: &Node, indent: usize, out: &mut String) -> Result<(), String> {
@@ -691,6 +724,19 @@ mod tests {
             panic!()
         };
         assert!(matches!(&items[0], Node::Comment(c) if c.as_slice() == b" item"));
+    }
+
+    #[test]
+    fn escaped_quotes_do_not_end_quoted_text() {
+        assert_eq!(
+            split_comment(r#""a\" #b": c # d"#),
+            (r#""a\" #b": c "#, Some(" d"))
+        );
+        assert_eq!(
+            split_comment("'it'' #s': c # d"),
+            ("'it'' #s': c ", Some(" d"))
+        );
+        assert_eq!(split_comment(r#"k: "\\" # d"#), (r#"k: "\\" "#, Some(" d")));
     }
 
     #[test]
