@@ -847,8 +847,9 @@ fn b1(env: &mut Env, repo: &Path) -> Res<()> {
     let variants = vec![
         Variant {
             key: "vars",
-            label: "vars generate --regenerate: 1 generator × 1000 files, bubblewrap, store on disk"
-                .into(),
+            label:
+                "vars generate --regenerate: 1 generator × 1000 files, bubblewrap, store on disk"
+                    .into(),
             measured_items: BULK_FILES,
             case_items: BULK_FILES,
             prep: Box::new(|| Ok(())),
@@ -1301,10 +1302,7 @@ fn b3(env: &mut Env) -> Res<()> {
             prep: Box::new(|| Ok(())),
             cmd: Box::new(|| {
                 let mut c = in_netns(netns);
-                c.arg(&bwrap_sh)
-                    .arg(&loops)
-                    .arg("0")
-                    .arg(TOTAL.to_string());
+                c.arg(&bwrap_sh).arg(&loops).arg("0").arg(TOTAL.to_string());
                 c
             }),
             engine: false,
