@@ -932,16 +932,18 @@ fn b1(env: &mut Env, repo: &Path) -> Res<()> {
     });
     let stats = alternate("B1", &variants, env.o.rounds, &env.logs)?;
     drop(variants);
-    let vars = by_key(&stats, "vars");
-    env.checks
-        .push(ratio_check("B1", by_key(&stats, "sops"), vars, 200.0));
-    if env.sops_wrapper.is_some() {
-        env.checks.push(ratio_check(
-            "B1",
-            by_key(&stats, "sops-wrapper"),
-            vars,
-            200.0,
-        ));
+    for engine in ["vars", "vars-tmpfs"] {
+        let vars = by_key(&stats, engine);
+        env.checks
+            .push(ratio_check("B1", by_key(&stats, "sops"), vars, 200.0));
+        if env.sops_wrapper.is_some() {
+            env.checks.push(ratio_check(
+                "B1",
+                by_key(&stats, "sops-wrapper"),
+                vars,
+                200.0,
+            ));
+        }
     }
     if env.o.sops_sample < BULK_FILES {
         env.notes.push(format!(
