@@ -611,8 +611,15 @@ fn vars_cmd(o: &Opts, repo: &Path) -> Command {
     c.arg("--repo")
         .arg(repo)
         .arg("--config")
-        .arg(repo.join("vars.json"));
+        .arg(repo.join("vars.json"))
+        // The sandbox's working directories on a tmpfs of the bench's own, not the shared
+        // /dev/shm: other vars processes on the machine tidy up what they find there.
+        .env("XDG_RUNTIME_DIR", runtime_dir(o));
     c
+}
+
+fn runtime_dir(o: &Opts) -> PathBuf {
+    o.shm.join("run")
 }
 
 /// Seals `data` as an age file (binary, as agenix writes them) to `recipients`.
@@ -656,6 +663,9 @@ fn run() -> Res<i32> {
     }
     reset_dir(&o.work)?;
     reset_dir(&o.shm)?;
+    mkdir(&runtime_dir(&o))?;
+    fs::set_permissions(runtime_dir(&o), fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("{}: {e}", runtime_dir(&o).display()))?;
     let logs = o.work.join("logs");
     mkdir(&logs)?;
     let keys = Keys::create(&o.work.join("keys"))?;
