@@ -83,9 +83,15 @@ generate machine:
 test:
     cargo test --all-targets
 
-# TODO: a side-by-side benchmark against clan's engine (issue 6)
-bench:
-    @echo "bench: not implemented yet" >&2; exit 1
+# side-by-side benchmark against the sops and age CLI pipelines (issue 6): table + target/bench.json
+bench *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for tool in sops age bwrap; do
+        command -v "$tool" >/dev/null || { echo "bench: $tool not found: run scripts/install-deps.sh" >&2; exit 1; }
+    done
+    cargo build --release --quiet --bin vars --bin vars-bench
+    cargo run --release --quiet --bin vars-bench -- {{args}}
 
 # the seed's fleet end to end, in a scratch copy (scripts/demo.sh)
 demo:

@@ -1,11 +1,21 @@
 //! `vars generate`: run what is missing or outdated, in the DAG's order,
 //! independent generators in parallel, and commit each generator's outputs
 //! atomically.
+//!
+//! Workers (`--jobs` of them) run scripts and seal their outputs (the files of
+//! one generator in parallel); one committer thread writes what they staged
+//! to the store. It takes everything staged since its last commit as one
+//! transaction, so the flushes that make a commit durable (a few milliseconds
+//! each on a virtual disk) are paid once per batch rather than per generator,
+//! while the workers go on running scripts. Each generator's outputs still
+//! change all at once; a dependent starts only once its dependencies are
+//! committed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::graph::{Graph, NodeId};
@@ -13,7 +23,7 @@ use crate::keys::{Identities, Recipient};
 use crate::manifest::{Generator, Manifest};
 use crate::sandbox::{Job, Sandbox};
 use crate::status::{self, owner, Stale};
-use crate::store::{Kind, Lock, Store, StoreError};
+use crate::store::{GenMeta, Kind, Lock, Owner, Store, StoreError};
 
 /// What the user asked for.
 pub struct Options {
@@ -348,25 +358,72 @@ fn schedule(
         .collect();
     struct State {
         outcomes: Vec<Option<Outcome>>,
+        /// Picked by a worker and not committed yet.
         running: BTreeSet<usize>,
+        /// Run and sealed, waiting for the committer.
+        staged: Vec<(usize, Staged)>,
         done: usize,
     }
     let state = Mutex::new(State {
         outcomes: vec![None; planned.len()],
         running: BTreeSet::new(),
+        staged: Vec::new(),
         done: 0,
     });
     let wake = Condvar::new();
     let total = planned.len();
+    let lock = || match state.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    let wait = |st| match wake.wait(st) {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    // Records a node's final outcome (under the state lock).
+    let finish = |st: &mut State, i: usize, outcome: Outcome| {
+        st.running.remove(&i);
+        st.outcomes[i] = Some(outcome.clone());
+        st.done += 1;
+        let row = Row {
+            node: planned[i].0.clone(),
+            outcome,
+        };
+        progress(Event::Finished(&row, st.done, total));
+    };
     std::thread::scope(|scope| {
+        // The committer: everything staged since its last commit, as one transaction.
+        scope.spawn(|| loop {
+            let batch = {
+                let mut st = lock();
+                loop {
+                    if !st.staged.is_empty() {
+                        break Some(std::mem::take(&mut st.staged));
+                    }
+                    if st.done == total {
+                        break None;
+                    }
+                    st = wait(st);
+                }
+            };
+            let Some(mut batch) = batch else { break };
+            batch.sort_by_key(|(i, _)| *i);
+            let result = commit(ctx, &batch);
+            let mut st = lock();
+            for (i, _) in &batch {
+                let outcome = match &result {
+                    Ok(()) => Outcome::Generated(planned[*i].1.clone()),
+                    Err(e) => Outcome::Failed(e.clone()),
+                };
+                finish(&mut st, *i, outcome);
+            }
+            wake.notify_all();
+        });
         for _ in 0..jobs.min(total) {
             scope.spawn(|| loop {
                 // Pick the first node whose dependencies are all done.
                 let picked = {
-                    let mut st = match state.lock() {
-                        Ok(s) => s,
-                        Err(p) => p.into_inner(),
-                    };
+                    let mut st = lock();
                     loop {
                         if st.done == total {
                             break None;
@@ -398,34 +455,19 @@ fn schedule(
                                 st.running.insert(i);
                                 break Some(i);
                             }
-                            None => {
-                                st = match wake.wait(st) {
-                                    Ok(s) => s,
-                                    Err(p) => p.into_inner(),
-                                };
-                            }
+                            None => st = wait(st),
                         }
                     }
                 };
                 let Some(i) = picked else { break };
                 let node = &planned[i].0;
                 progress(Event::Started(node));
-                let outcome = match run_one(ctx, node) {
-                    Ok(()) => Outcome::Generated(planned[i].1.clone()),
-                    Err(e) => Outcome::Failed(e),
-                };
-                let mut st = match state.lock() {
-                    Ok(s) => s,
-                    Err(p) => p.into_inner(),
-                };
-                st.running.remove(&i);
-                st.outcomes[i] = Some(outcome.clone());
-                st.done += 1;
-                let row = Row {
-                    node: node.clone(),
-                    outcome,
-                };
-                progress(Event::Finished(&row, st.done, total));
+                let prepared = prepare(ctx, node);
+                let mut st = lock();
+                match prepared {
+                    Ok(staged) => st.staged.push((i, staged)),
+                    Err(e) => finish(&mut st, i, Outcome::Failed(e)),
+                }
                 wake.notify_all();
             });
         }
@@ -444,8 +486,34 @@ fn schedule(
         .collect()
 }
 
-/// Runs one generator and commits its outputs; the error is the summary text.
-fn run_one(ctx: &Ctx, node: &NodeId) -> Result<(), String> {
+/// One generator's outputs, sealed, with its metadata: ready to commit.
+struct Staged {
+    owner: Owner,
+    generator: String,
+    secrets: Vec<(String, Vec<u8>)>,
+    publics: Vec<(String, Vec<u8>)>,
+    meta: GenMeta,
+}
+
+/// Commits staged generators in one transaction: all of them or none.
+fn commit(ctx: &Ctx, batch: &[(usize, Staged)]) -> Result<(), String> {
+    let mut tx = ctx.store.begin(ctx.lock).map_err(|e| e.to_string())?;
+    for (_, s) in batch {
+        tx.put_generator(
+            ctx.store,
+            &s.owner,
+            &s.generator,
+            &s.secrets,
+            &s.publics,
+            &s.meta,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// Runs one generator and seals its outputs; the error is the summary text.
+fn prepare(ctx: &Ctx, node: &NodeId) -> Result<Staged, String> {
     let gen = ctx
         .graph
         .generator(ctx.manifest, node)
@@ -521,7 +589,7 @@ fn run_one(ctx: &Ctx, node: &NodeId) -> Result<(), String> {
             if extra.len() == 1 { "it" } else { "them" },
         ));
     }
-    let mut secrets = Vec::new();
+    let mut to_seal = Vec::new();
     let mut publics = Vec::new();
     for (file, decl) in &gen.files {
         let bytes = &outputs[file];
@@ -534,25 +602,37 @@ fn run_one(ctx: &Ctx, node: &NodeId) -> Result<(), String> {
                 &ctx.admins,
                 &ctx.machine_keys,
             );
-            let sealed =
-                crate::sops::encrypt_binary(bytes, &recipients).map_err(|e| e.to_string())?;
-            secrets.push((file.clone(), sealed));
+            to_seal.push((file, bytes, recipients));
         } else {
             publics.push((file.clone(), bytes.to_vec()));
         }
     }
+    // Sealing is X25519 and AES per file: a generator's files are sealed in parallel
+    // (one file is sealed right here: handing it to the pool costs more than it saves).
+    let seal = |(file, bytes, recipients): &(&String, &Zeroizing<Vec<u8>>, Vec<Recipient>)| {
+        crate::sops::encrypt_binary(bytes, recipients)
+            .map(|sealed| ((*file).clone(), sealed))
+            .map_err(|e| e.to_string())
+    };
+    let secrets = if to_seal.len() > 1 {
+        to_seal
+            .par_iter()
+            .map(seal)
+            .collect::<Result<Vec<_>, String>>()?
+    } else {
+        to_seal
+            .iter()
+            .map(seal)
+            .collect::<Result<Vec<_>, String>>()?
+    };
     let meta = status::new_meta(gen, recorded);
-    let mut tx = ctx.store.begin(ctx.lock).map_err(|e| e.to_string())?;
-    tx.put_generator(
-        ctx.store,
-        &owner(node),
-        &node.generator,
-        &secrets,
-        &publics,
-        &meta,
-    )
-    .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())
+    Ok(Staged {
+        owner: owner(node),
+        generator: node.generator.clone(),
+        secrets,
+        publics,
+        meta,
+    })
 }
 
 fn quoted(names: &[&String]) -> String {

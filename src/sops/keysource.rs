@@ -137,6 +137,18 @@ fn plugin_identities(ids: &Identities) -> Vec<Box<dyn age::Identity>> {
         .collect()
 }
 
+/// The recipients of the identities that can name theirs without a plugin.
+fn own_recipients(ids: &Identities) -> Vec<String> {
+    ids.keys
+        .iter()
+        .filter_map(|(_, id)| match id {
+            Identity::X25519(x) => Some(x.to_public().to_string()),
+            Identity::Ssh(_) => id.to_recipient().map(|r| r.to_string()),
+            Identity::Plugin(_) => None,
+        })
+        .collect()
+}
+
 /// Recovers the data key: from any stanza of a single group, or by combining
 /// one share from each of `shamir_threshold` groups.
 pub fn unwrap(meta: &Metadata, ids: &Identities) -> Result<DataKey, UnwrapError> {
@@ -147,8 +159,18 @@ pub fn unwrap(meta: &Metadata, ids: &Identities) -> Result<DataKey, UnwrapError>
     } else {
         1
     };
+    // Try first the stanzas wrapped for one of our own keys: opening a stanza costs
+    // an X25519 exchange per identity, matched or not, and a file holds one stanza per
+    // recipient (an admin's, a machine's, …). The others are still tried after them.
+    let own = if meta.groups.iter().any(|g| g.len() > 1) {
+        own_recipients(ids)
+    } else {
+        Vec::new()
+    };
     for group in &meta.groups {
-        for stanza in group {
+        let mut ordered: Vec<&AgeStanza> = group.iter().collect();
+        ordered.sort_by_key(|s| !own.contains(&s.recipient));
+        for stanza in ordered {
             match open(stanza, ids) {
                 Ok(Some(part)) => {
                     parts.push(part);

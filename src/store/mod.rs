@@ -192,15 +192,24 @@ impl Store {
         }
     }
 
-    /// Every (generator, kind, file) stored for an owner, sorted.
+    /// Every (generator, kind, file) stored for an owner, sorted. The generators'
+    /// directories are listed in parallel (a directory listing is three system calls).
     pub fn stored_files(&self, owner: &Owner) -> Result<Vec<(String, Kind, String)>, StoreError> {
-        let mut out = Vec::new();
+        use rayon::prelude::*;
+        let mut dirs = Vec::new();
         for kind in [Kind::Secret, Kind::Public] {
             let dir = self.owner_dir(owner).join(kind.dir());
             for gen in list_dir(&dir)? {
-                for file in list_dir(&dir.join(&gen))? {
-                    out.push((gen.clone(), kind, file));
-                }
+                let path = dir.join(&gen);
+                dirs.push((gen, kind, path));
+            }
+        }
+        let listed: Vec<Result<Vec<String>, StoreError>> =
+            dirs.par_iter().map(|(_, _, path)| list_dir(path)).collect();
+        let mut out = Vec::new();
+        for ((gen, kind, _), files) in dirs.into_iter().zip(listed) {
+            for file in files? {
+                out.push((gen.clone(), kind, file));
             }
         }
         out.sort();

@@ -6,12 +6,23 @@
 //! then are the old entries moved to `old/` and the new ones moved in. After a
 //! crash, `recover` discards uncommitted transactions and finishes committed
 //! ones, so readers only ever see the complete old set or the complete new set.
+//!
+//! Durability costs a handful of flushes per commit, whatever its size: the
+//! staged tree (every file, directory and the plan) is flushed at once
+//! (`syncfs` on Linux) before the marker is written; the marker's directory is
+//! fsynced before anything moves; the moves to `old/` are made durable before
+//! the moves in, and those before the transaction's directory is removed. (An
+//! fsync per staged file and per rename cost about 19 flushes for a one-file
+//! generator, about 4 ms each on a virtual disk: issue 6, B1 and B3.)
 
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{io, sync_dir, write_atomic, Kind, Owner, Store, StoreError};
+use super::{io, sync_dir, Kind, Owner, Store, StoreError};
 
 /// One path (relative to `sops/`) that the commit replaces or removes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,7 +60,7 @@ impl Tx {
 
     fn stage(&mut self, rel: PathBuf, content: Option<&[u8]>) -> Result<(), StoreError> {
         if let Some(bytes) = content {
-            write_atomic(&self.dir.join("new").join(&rel), bytes)?;
+            write_staged(&self.dir.join("new").join(&rel), bytes)?;
         }
         self.targets.push(Target {
             rel,
@@ -80,7 +91,7 @@ impl Tx {
                 continue;
             }
             for (name, bytes) in files {
-                write_atomic(&self.dir.join("new").join(&dir).join(name), bytes)?;
+                write_staged(&self.dir.join("new").join(&dir).join(name), bytes)?;
             }
             self.targets.push(Target {
                 rel: dir,
@@ -121,73 +132,136 @@ impl Tx {
     /// Makes the commit durable, then applies it.
     pub fn commit(self) -> Result<(), StoreError> {
         let plan = serde_json::to_vec(&self.targets).unwrap_or_default();
-        write_atomic(&self.dir.join("plan.json"), &plan)?;
-        sync_tree(&self.dir.join("new"));
-        write_atomic(&self.dir.join(COMMITTED), b"")?;
+        write_staged(&self.dir.join("plan.json"), &plan)?;
+        sync_tree(&self.dir)?;
+        write_staged(&self.dir.join(COMMITTED), b"")?;
+        sync_dirs([self.dir.clone()])?;
         apply(&self.root, &self.dir)
     }
 }
 
-/// fsync every directory of a staged tree so its renames survive a crash.
-fn sync_tree(dir: &Path) {
+/// Writes one staged file (0600, like the store's other files). It is not
+/// flushed here: `commit` flushes the whole staged tree at once.
+fn write_staged(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))
+}
+
+/// Makes everything under `dir` (file contents, directory entries) durable.
+/// On Linux one `syncfs` does it for the whole tree: it flushes the file
+/// system once rather than once per file.
+#[cfg(target_os = "linux")]
+fn sync_tree(dir: &Path) -> Result<(), StoreError> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir).map_err(io(dir))?;
+    nix::unistd::syncfs(f.as_raw_fd()).map_err(|e| io(dir)(e.into()))
+}
+
+/// Makes everything under `dir` durable: an fsync per file and directory.
+#[cfg(not(target_os = "linux"))]
+fn sync_tree(dir: &Path) -> Result<(), StoreError> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        sync_dir(&d);
-        if let Ok(entries) = std::fs::read_dir(&d) {
-            stack.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
+        for entry in std::fs::read_dir(&d).map_err(io(&d))? {
+            let entry = entry.map_err(io(&d))?;
+            let path = entry.path();
+            if entry.file_type().map_err(io(&path))?.is_dir() {
+                stack.push(path);
+            } else {
+                let f = std::fs::File::open(&path).map_err(io(&path))?;
+                f.sync_all().map_err(io(&path))?;
+            }
         }
+        sync_dirs([d])?;
     }
+    Ok(())
+}
+
+/// fsyncs each directory once, so the entries created, renamed or removed in
+/// them are durable. On a journaling file system the first one commits the
+/// journal and the rest find nothing left to do.
+fn sync_dirs(dirs: impl IntoIterator<Item = PathBuf>) -> Result<(), StoreError> {
+    for d in dirs {
+        let f = std::fs::File::open(&d).map_err(io(&d))?;
+        f.sync_all().map_err(io(&d))?;
+    }
+    Ok(())
 }
 
 fn exists(p: &Path) -> bool {
     p.symlink_metadata().is_ok()
 }
 
-fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
+/// Renames `from` to `to`, creating `to`'s parent; returns that parent, whose
+/// fsync makes the rename durable.
+fn rename(from: &Path, to: &Path) -> Result<PathBuf, StoreError> {
+    let parent = to.parent().unwrap_or(Path::new("/")).to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
     std::fs::rename(from, to).map_err(io(from))?;
-    if let Some(parent) = to.parent() {
-        sync_dir(parent);
-    }
-    Ok(())
+    Ok(parent)
 }
 
 /// Applies a committed transaction; safe to run again after a crash midway.
 fn apply(root: &Path, dir: &Path) -> Result<(), StoreError> {
     let plan_path = dir.join("plan.json");
-    let plan = std::fs::read(&plan_path).map_err(io(&plan_path))?;
+    let plan = match std::fs::read(&plan_path) {
+        Ok(plan) => plan,
+        // The plan was durable before the marker: without it, a crash interrupted
+        // the removal of an applied transaction.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::remove_dir_all(dir).map_err(io(dir))?;
+            return Ok(());
+        }
+        Err(e) => return Err(io(&plan_path)(e)),
+    };
     let targets: Vec<Target> = serde_json::from_slice(&plan).map_err(|e| StoreError::Corrupt {
         path: plan_path.display().to_string(),
         reason: e.to_string(),
     })?;
-    for t in &targets {
+    // Pending targets: the old entries move out first (durably), then the new ones in.
+    // A file replacing a file needs no move out: the rename over it is atomic. Only the
+    // store's directories are fsynced: what happens to old/ and new/ no longer matters
+    // once the marker is durable (recovery looks at new/ and the live entries only).
+    let is_dir = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.is_dir());
+    let pending: Vec<&Target> = targets
+        .iter()
+        .filter(|t| {
+            if t.present {
+                exists(&dir.join("new").join(&t.rel))
+            } else {
+                exists(&root.join(&t.rel))
+            }
+        })
+        .collect();
+    let mut touched = BTreeSet::new();
+    for t in &pending {
         let live = root.join(&t.rel);
-        let new = dir.join("new").join(&t.rel);
         let old = dir.join("old").join(&t.rel);
-        let pending = if t.present {
-            exists(&new)
-        } else {
-            exists(&live)
-        };
-        if !pending {
-            continue; // already applied
-        }
-        if exists(&live) && !exists(&old) {
+        let replace_in_place =
+            t.present && !is_dir(&live) && !is_dir(&dir.join("new").join(&t.rel));
+        if !replace_in_place && exists(&live) && !exists(&old) {
             rename(&live, &old)?;
-        }
-        if t.present {
-            rename(&new, &live)?;
+            touched.insert(live.parent().unwrap_or(root).to_path_buf());
         }
     }
-    // Drop the marker first: a crash while the directory is being removed must
-    // leave an uncommitted (discarded) transaction, never a committed one whose
+    sync_dirs(std::mem::take(&mut touched))?;
+    for t in pending.iter().filter(|t| t.present) {
+        let live = root.join(&t.rel);
+        touched.insert(rename(&dir.join("new").join(&t.rel), &live)?);
+    }
+    sync_dirs(touched)?;
+    // Every move is durable: the transaction's record can go. Drop the marker
+    // first: a crash while the directory is being removed must leave an
+    // uncommitted (discarded) transaction, never a committed one whose
     // plan.json is already gone (which recovery could not read).
     let marker = dir.join(COMMITTED);
     match std::fs::remove_file(&marker) {
@@ -256,4 +330,166 @@ fn remove_stale_temporaries(dir: &Path) {
 /// True when a crash left a transaction to recover.
 pub fn pending(root: &Path) -> bool {
     std::fs::read_dir(root.join(TX_DIR)).is_ok_and(|mut e| e.next().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::GenMeta;
+
+    fn meta(generation: &str) -> GenMeta {
+        GenMeta {
+            generation: generation.into(),
+            definition: "d".into(),
+            files: [("s".to_string(), true), ("p".to_string(), false)].into(),
+            inputs: Default::default(),
+        }
+    }
+
+    fn put(store: &Store, tx: &mut Tx, value: &str) {
+        let owner = Owner::Machine("m".into());
+        tx.put_generator(
+            store,
+            &owner,
+            "g",
+            &[("s".into(), format!("sealed {value}").into_bytes())],
+            &[("p".into(), format!("public {value}").into_bytes())],
+            &meta(value),
+        )
+        .unwrap();
+    }
+
+    fn read(store: &Store, rel: &str) -> Option<String> {
+        std::fs::read_to_string(store.root().join(rel)).ok()
+    }
+
+    fn tx_dirs(store: &Store) -> usize {
+        std::fs::read_dir(store.root().join(TX_DIR)).map_or(0, |d| d.count())
+    }
+
+    /// Stages `value` and makes it durable up to the marker, without applying it.
+    fn committed_not_applied(store: &Store, value: &str) -> PathBuf {
+        let mut tx = Tx::begin(store).unwrap();
+        put(store, &mut tx, value);
+        let plan = serde_json::to_vec(&tx.targets).unwrap();
+        write_staged(&tx.dir.join("plan.json"), &plan).unwrap();
+        write_staged(&tx.dir.join(COMMITTED), b"").unwrap();
+        tx.dir.clone()
+    }
+
+    #[test]
+    fn a_commit_replaces_every_output_and_leaves_no_transaction() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        for value in ["one", "two"] {
+            let mut tx = Tx::begin(&store).unwrap();
+            put(&store, &mut tx, value);
+            tx.commit().unwrap();
+            assert_eq!(
+                read(&store, "machines/m/secrets/g/s").as_deref(),
+                Some(format!("sealed {value}").as_str())
+            );
+            assert_eq!(
+                read(&store, "machines/m/public/g/p").as_deref(),
+                Some(format!("public {value}").as_str())
+            );
+            assert!(read(&store, "machines/m/meta/g.json")
+                .unwrap()
+                .contains(value));
+            assert_eq!(tx_dirs(&store), 0);
+        }
+    }
+
+    #[test]
+    fn one_transaction_commits_several_generators() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        let mut tx = Tx::begin(&store).unwrap();
+        for m in ["a", "b"] {
+            tx.put_generator(
+                &store,
+                &Owner::Machine(m.into()),
+                "g",
+                &[("s".into(), m.as_bytes().to_vec())],
+                &[],
+                &meta(m),
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        assert_eq!(read(&store, "machines/a/secrets/g/s").as_deref(), Some("a"));
+        assert_eq!(read(&store, "machines/b/secrets/g/s").as_deref(), Some("b"));
+        assert_eq!(tx_dirs(&store), 0);
+    }
+
+    #[test]
+    fn recovery_discards_an_uncommitted_transaction() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        let mut tx = Tx::begin(&store).unwrap();
+        put(&store, &mut tx, "old");
+        tx.commit().unwrap();
+        let mut tx = Tx::begin(&store).unwrap();
+        put(&store, &mut tx, "new");
+        drop(tx); // a crash before the marker
+        recover(store.root()).unwrap();
+        assert_eq!(
+            read(&store, "machines/m/secrets/g/s").as_deref(),
+            Some("sealed old")
+        );
+        assert_eq!(tx_dirs(&store), 0);
+    }
+
+    #[test]
+    fn recovery_finishes_a_commit_interrupted_after_the_old_entries_moved_out() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        let mut tx = Tx::begin(&store).unwrap();
+        put(&store, &mut tx, "old");
+        tx.commit().unwrap();
+        let dir = committed_not_applied(&store, "new");
+        // The first phase ran for the secrets only, then the process died.
+        let rel = Path::new("machines/m/secrets/g");
+        std::fs::create_dir_all(dir.join("old/machines/m/secrets")).unwrap();
+        std::fs::rename(store.root().join(rel), dir.join("old").join(rel)).unwrap();
+        recover(store.root()).unwrap();
+        assert_eq!(
+            read(&store, "machines/m/secrets/g/s").as_deref(),
+            Some("sealed new")
+        );
+        assert_eq!(
+            read(&store, "machines/m/public/g/p").as_deref(),
+            Some("public new")
+        );
+        assert!(read(&store, "machines/m/meta/g.json")
+            .unwrap()
+            .contains("new"));
+        assert_eq!(tx_dirs(&store), 0);
+    }
+
+    #[test]
+    fn recovery_removes_an_applied_transaction_whose_removal_was_interrupted() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        let dir = committed_not_applied(&store, "new");
+        apply_without_cleanup(store.root(), &dir);
+        // The crash hit while the transaction's directory was being removed: the
+        // plan is gone, the marker is not.
+        std::fs::remove_file(dir.join("plan.json")).unwrap();
+        recover(store.root()).unwrap();
+        assert_eq!(
+            read(&store, "machines/m/secrets/g/s").as_deref(),
+            Some("sealed new")
+        );
+        assert_eq!(tx_dirs(&store), 0);
+    }
+
+    /// `apply`'s moves, keeping the transaction's directory.
+    fn apply_without_cleanup(root: &Path, dir: &Path) {
+        let plan: Vec<Target> =
+            serde_json::from_slice(&std::fs::read(dir.join("plan.json")).unwrap()).unwrap();
+        for t in plan.iter().filter(|t| t.present) {
+            rename(&dir.join("new").join(&t.rel), &root.join(&t.rel)).unwrap();
+        }
+    }
 }
