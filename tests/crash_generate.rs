@@ -333,10 +333,13 @@ fn kill_generate_repeatedly(repo: &Repo, points: usize, label: &str) -> Stats {
     let mut pending_after_kill = 0;
     let mut committed = 0;
     let mut repaired_total = 0;
-    for i in 0..points {
-        let fraction = (i as f64 + 0.5) / points as f64;
-        // Kill at `fraction` of the estimated run; a run that ends first is a
-        // complete regeneration (checked the same way) and shortens the estimate.
+    // Kill point i is at `fraction` of the estimated run. A run that ends
+    // first is a complete regeneration (checked the same way), shortens the
+    // estimate, and the same point is tried again.
+    let mut attempts = 0;
+    while kills < points && attempts < 2 * points {
+        attempts += 1;
+        let fraction = (kills as f64 + 0.5) / points as f64;
         let mut killed = false;
         let mut child = repo
             .cmd(&regenerate)

@@ -260,7 +260,7 @@ const EXPECTED: &[(&str, i32, &str, &str)] = &[
     ("sops: bit flip in the mac", 1, "", "error: MAC mismatch in ./sops/machines/m1/secrets/key/secret: sops.mac failed authentication (mac or lastmodified changed); the file was edited or corrupted\n"),
     ("sops: bit flip in lastmodified", 1, "", "error: MAC mismatch in ./sops/machines/m1/secrets/key/secret: sops.mac failed authentication (mac or lastmodified changed); the file was edited or corrupted\n"),
     ("sops: bit flip in the admin's age stanza", 1, "", "error: ./sops/machines/m1/secrets/key/secret: the data key could not be unwrapped: the data key for {alice}: Header is invalid\n"),
-    ("sops: bit flip in both age stanzas", 1, "", "error: ./sops/machines/m1/secrets/key/secret: the data key could not be unwrapped: the data key for {second}: Header is invalid\n"),
+    ("sops: bit flip in both age stanzas", 1, "", "error: ./sops/machines/m1/secrets/key/secret: the data key could not be unwrapped: the data key for {m1}: Header is invalid\n"),
     ("sops: bit flip in the key name \"data\"", 1, "", "error: not a sops file: ./sops/machines/m1/secrets/key/secret: a binary sops file holds exactly one key, \"data\", beside \"sops\"\n"),
     ("sops: bit flip in a brace", 1, "", "error: not a sops file: ./sops/machines/m1/secrets/key/secret: not a sops binary file (JSON envelope): expected value at line 1 column 1\n"),
     ("sops: bit flip in the recipient (check)", 1, "m1/key/secret: recipients: not sealed to {first}; still sealed to {flipped} (fix: vars rekey --machine m1)\n", "1 problem\n"),
