@@ -8,7 +8,8 @@ use vars::keys::Identities;
 use vars::sops::{self, Format, SopsFile};
 
 /// A key made for fuzzing only: it protects nothing.
-const FUZZ_KEY: &[u8] = b"AGE-SECRET-KEY-1RW7ETYSSJ0LWVYAUJFKAKVWS0REKPKZVTVHQNPG8KTFR2C4FU28SR0FD40\n";
+const FUZZ_KEY: &[u8] =
+    b"AGE-SECRET-KEY-1RW7ETYSSJ0LWVYAUJFKAKVWS0REKPKZVTVHQNPG8KTFR2C4FU28SR0FD40\n";
 
 const FORMATS: [Format; 5] = [
     Format::Binary,
