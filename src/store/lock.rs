@@ -30,13 +30,11 @@ impl Lock {
         let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(f) => f,
             Err((file, _)) => {
-                let mut holder = String::new();
-                let _ = (&file).read_to_string(&mut holder);
                 let repo = root.parent().unwrap_or(root);
                 let repo = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
-                let pid = match holder.trim().parse::<u32>() {
-                    Ok(pid) => format!("pid {pid}"),
-                    Err(_) => "pid unknown".to_string(),
+                let pid = match holder_pid(&file) {
+                    Some(pid) => format!("pid {pid}"),
+                    None => "pid unknown".to_string(),
                 };
                 eprintln!(
                     "waiting: another vars process ({pid}) holds the lock on {}",
@@ -54,4 +52,29 @@ impl Lock {
         let _ = f.set_len(11);
         Ok(Lock { _file: file })
     }
+}
+
+/// The pid the lock file names, once it names a living process: the holder
+/// writes its pid just after taking the lock, so right then the file may still
+/// name the previous holder (gone) for a moment.
+fn holder_pid(file: &File) -> Option<u32> {
+    let mut last = None;
+    for _ in 0..20 {
+        let mut text = String::new();
+        let mut f = file;
+        let _ = f.rewind();
+        let _ = f.read_to_string(&mut text);
+        last = text.trim().parse::<u32>().ok();
+        if let Some(pid) = last {
+            let alive = !matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
+                Err(nix::errno::Errno::ESRCH)
+            );
+            if alive && pid != std::process::id() {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    last
 }
