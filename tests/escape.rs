@@ -115,13 +115,20 @@ fn fleet(t: &Targets) -> serde_json::Value {
         "probe": {"files": {"report": {"secret": false}, "env": {"secret": false}},
                   "script": probe_script(t)},
         "linger": {"files": {"f": {"secret": false}},
-                   "script": format!("{}echo done > $out/f", leave("27.1828"))},
+                   "script": format!("{}echo done > $out/f", leave(&tags()[0]))},
         "overstay": {"files": {"f": {"secret": false}},
-                     "script": format!("{}sleep 60\necho done > $out/f", leave("31.4159"))},
+                     "script": format!("{}sleep 60\necho done > $out/f", leave(&tags()[1]))},
         "symlink": {"files": {"f": {}},
                     "script": format!("ln -s '{}' $out/f", t.admin_key)},
         "fifo": {"files": {"f": {}}, "script": "mkfifo $out/f"},
     }}}})
+}
+
+/// The durations the background children sleep, unique to this test process
+/// (so that concurrent runs of the suite never see each other's children).
+fn tags() -> [String; 2] {
+    let id = std::process::id();
+    [format!("27.1{id}"), format!("31.4{id}")]
 }
 
 /// Processes whose argv holds `tag`.
@@ -302,8 +309,8 @@ fn scripts_cannot_escape_bubblewrap() {
         "a symlink to the admin key was stored"
     );
     std::thread::sleep(Duration::from_millis(300));
-    for tag in ["27.1828", "31.4159"] {
-        let alive = processes_with(tag);
+    for tag in tags() {
+        let alive = processes_with(&tag);
         assert!(
             alive.is_empty(),
             "background children outlived their script: {alive:?}"
@@ -337,8 +344,8 @@ fn scripts_cannot_escape_bubblewrap() {
     let _ = std::fs::remove_file(repo.dir.join("pwned"));
     let _ = std::fs::remove_file(repo.home.join("pwned"));
     let _ = listener4.accept();
-    for tag in ["27.1828", "31.4159"] {
-        for line in processes_with(tag) {
+    for tag in tags() {
+        for line in processes_with(&tag) {
             if let Some(pid) = line.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
