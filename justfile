@@ -96,3 +96,7 @@ bench *args:
 # the seed's fleet end to end, in a scratch copy (scripts/demo.sh)
 demo:
     scripts/demo.sh
+
+# every cargo-fuzz target for SECS seconds each (scripts/fuzz.sh)
+fuzz secs="60":
+    scripts/fuzz.sh {{secs}}
