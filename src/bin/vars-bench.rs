@@ -140,6 +140,14 @@ fn parse_opts() -> Res<Opts> {
     Ok(o)
 }
 
+/// The 1-minute load average: how busy the machine was (others' work included).
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn is_tmpfs(p: &Path) -> bool {
     nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
@@ -637,6 +645,8 @@ fn age_encrypt(data: &[u8], recipients: &[age::x25519::Recipient]) -> Res<Vec<u8
 
 struct Env {
     o: Opts,
+    /// Load averages at the start and the end.
+    load: (String, String),
     keys: Keys,
     logs: PathBuf,
     sops: PathBuf,
@@ -698,6 +708,7 @@ fn run() -> Res<i32> {
         o.shm.display()
     );
     let mut env = Env {
+        load: (loadavg(), String::new()),
         o,
         keys,
         logs,
@@ -710,6 +721,7 @@ fn run() -> Res<i32> {
     env.notes
         .push(format!("sops: {} ({sops_from})", env.sops.display()));
     let ran = cases(&mut env);
+    env.load.1 = loadavg();
     cleanup_shm(&env.o.shm);
     if let Err(e) = ran {
         return Err(format!(
@@ -729,7 +741,7 @@ fn run() -> Res<i32> {
     let table = table(&env, cores);
     println!("{table}");
     let doc = json!({
-        "machine": {"cores": cores, "cpu": cpu, "kernel": kernel},
+        "machine": {"cores": cores, "cpu": cpu, "kernel": kernel, "loadavg_1min": {"start": env.load.0, "end": env.load.1}},
         "rounds": env.o.rounds,
         "sops_sample": env.o.sops_sample,
         "age_sample": env.o.age_sample,
@@ -1459,7 +1471,9 @@ fn table(env: &Env, cores: usize) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\nvars-bench: {cores} cores, medians of {} alternating rounds (B4: {})\n",
+        "\nvars-bench: {cores} cores, load average {} at the start and {} at the end; medians of {} alternating rounds (B4: {})\n",
+        env.load.0,
+        env.load.1,
         env.o.rounds,
         env.o.rounds.max(10)
     );
