@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::graph::{Graph, NodeId};
 use crate::manifest::Manifest;
-use crate::status::{self, owner, Stale};
+use crate::status::{self, Stale};
 use crate::store::{Kind, Owner, Store, StoreError};
 
 /// One problem.
@@ -69,50 +69,22 @@ pub fn check(
             });
             continue;
         }
-        for (file, decl) in &gen.files {
-            if !decl.secret {
+        for item in status::stored_secrets(manifest, graph, store, [node])? {
+            let drift = item.drift(manifest, graph, &admins, &machine_keys);
+            if !drift.differs() {
                 continue;
             }
-            let Some(sealed) = store.read_sealed(&owner(node), &node.generator, file)? else {
-                continue;
-            };
-            let have: BTreeSet<String> = sealed.recipients().into_iter().collect();
-            let want: BTreeSet<String> =
-                status::wanted_recipients(manifest, graph, node, file, &admins, &machine_keys)
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect();
-            // A machine that receives the file but has no key yet (a new
-            // machine declaring a shared generator) is missing from it too.
-            let keyless: Vec<String> = status::receiving_machines(manifest, graph, node, file)
-                .into_iter()
-                .filter(|m| !machine_keys.contains_key(m))
-                .collect();
-            if have != want || !keyless.is_empty() {
-                let added: Vec<&String> = want.difference(&have).collect();
-                let removed: Vec<&String> = have.difference(&want).collect();
-                let mut detail = Vec::new();
-                if !added.is_empty() {
-                    detail.push(format!("not sealed to {}", join(&added)));
-                }
-                for m in &keyless {
-                    detail.push(format!("not sealed to machine {m}, which has no key yet"));
-                }
-                if !removed.is_empty() {
-                    detail.push(format!("still sealed to {}", join(&removed)));
-                }
-                let machine = node.machine.clone().unwrap_or_else(|| "shared".into());
-                problems.push(Problem {
-                    subject: format!("{node}/{file}"),
-                    kind: "recipients",
-                    detail: detail.join("; "),
-                    fix: if machine == "shared" {
-                        "vars rekey".into()
-                    } else {
-                        format!("vars rekey --machine {machine}")
-                    },
-                });
-            }
+            let machine = node.machine.clone().unwrap_or_else(|| "shared".into());
+            problems.push(Problem {
+                subject: format!("{node}/{}", item.file),
+                kind: "recipients",
+                detail: differences(&drift.have, &drift.want_text(), &drift.keyless),
+                fix: if machine == "shared" {
+                    "vars rekey".into()
+                } else {
+                    format!("vars rekey --machine {machine}")
+                },
+            });
         }
     }
     // Each machine's private key, sealed to the admins: to exactly the admins.
@@ -120,19 +92,10 @@ pub fn check(
         if let Some(status::AgeKeyDrift { have, want, .. }) =
             status::age_key_drift(store, &m, &admins)?
         {
-            let added: Vec<&String> = want.difference(&have).collect();
-            let removed: Vec<&String> = have.difference(&want).collect();
-            let mut detail = Vec::new();
-            if !added.is_empty() {
-                detail.push(format!("not sealed to {}", join(&added)));
-            }
-            if !removed.is_empty() {
-                detail.push(format!("still sealed to {}", join(&removed)));
-            }
             problems.push(Problem {
                 subject: format!("{m}/age-key"),
                 kind: "recipients",
-                detail: detail.join("; "),
+                detail: differences(&have, &want, &[]),
                 fix: format!("vars rekey --machine {m}"),
             });
         }
@@ -149,6 +112,25 @@ pub fn check(
             .filter(|o| !(o.kind == "kind" && mismatched.iter().any(|n| o.subject.starts_with(n)))),
     );
     Ok(problems)
+}
+
+/// "not sealed to …; not sealed to machine M, which has no key yet; still sealed to …".
+/// A machine that receives a file but has no key yet (a new machine declaring a
+/// shared generator) is missing from it too.
+fn differences(have: &BTreeSet<String>, want: &BTreeSet<String>, keyless: &[String]) -> String {
+    let added: Vec<&String> = want.difference(have).collect();
+    let removed: Vec<&String> = have.difference(want).collect();
+    let mut detail = Vec::new();
+    if !added.is_empty() {
+        detail.push(format!("not sealed to {}", join(&added)));
+    }
+    for m in keyless {
+        detail.push(format!("not sealed to machine {m}, which has no key yet"));
+    }
+    if !removed.is_empty() {
+        detail.push(format!("still sealed to {}", join(&removed)));
+    }
+    detail.join("; ")
 }
 
 fn join(items: &[&String]) -> String {

@@ -2,8 +2,6 @@
 //! and remove what the configuration no longer declares. Files that are
 //! already right stay byte-identical (no git churn).
 
-use std::collections::BTreeSet;
-
 use crate::check;
 use crate::graph::Graph;
 use crate::keys::Identities;
@@ -25,41 +23,23 @@ pub fn rekey(
     let mut machine_keys = status::machine_keys(store, manifest)?;
     let selected = status::selected(manifest, graph, machines);
     let mut done = Vec::new();
-    for node in &selected {
-        let Some(gen) = graph.generator(manifest, node) else {
+    for item in status::stored_secrets(manifest, graph, store, &selected)? {
+        let node = &item.node;
+        status::ensure_machine_keys(store, &admins, &mut machine_keys, graph.machines_of(node))?;
+        let drift = item.drift(manifest, graph, &admins, &machine_keys);
+        if !drift.differs() {
             continue;
-        };
-        for (file, decl) in &gen.files {
-            if !decl.secret {
-                continue;
-            }
-            let Some(sealed) = store.read_sealed(&owner(node), &node.generator, file)? else {
-                continue;
-            };
-            status::ensure_machine_keys(
-                store,
-                &admins,
-                &mut machine_keys,
-                graph.machines_of(node),
-            )?;
-            let want =
-                status::wanted_recipients(manifest, graph, node, file, &admins, &machine_keys);
-            let have: BTreeSet<String> = sealed.recipients().into_iter().collect();
-            let want_text: BTreeSet<String> = want.iter().map(|r| r.to_string()).collect();
-            if have == want_text {
-                continue;
-            }
-            let plain = sealed.decrypt_binary(ids)?;
-            let bytes = crate::sops::encrypt_binary(&plain, &want)?;
-            let mut tx = store.begin(lock)?;
-            tx.put_file(
-                store,
-                &store.file_path(&owner(node), Kind::Secret, &node.generator, file),
-                &bytes,
-            )?;
-            tx.commit()?;
-            done.push(format!("{node}/{file}"));
         }
+        let plain = item.sealed.decrypt_binary(ids)?;
+        let bytes = crate::sops::encrypt_binary(&plain, &drift.want)?;
+        let mut tx = store.begin(lock)?;
+        tx.put_file(
+            store,
+            &store.file_path(&owner(node), Kind::Secret, &node.generator, &item.file),
+            &bytes,
+        )?;
+        tx.commit()?;
+        done.push(format!("{node}/{}", item.file));
     }
     // Each machine's private key, to exactly the admins: a removed admin must
     // not keep a way to every secret of the machine.
@@ -95,32 +75,15 @@ pub fn rekey_needed(
 ) -> Result<Vec<String>, StoreError> {
     let admins = status::admin_recipients(store)?;
     let machine_keys = status::machine_keys(store, manifest)?;
-    let mut out = Vec::new();
-    for node in status::selected(manifest, graph, machines) {
-        let Some(gen) = graph.generator(manifest, &node) else {
-            continue;
-        };
-        for (file, decl) in &gen.files {
-            if !decl.secret {
-                continue;
-            }
-            let Some(sealed) = store.read_sealed(&owner(&node), &node.generator, file)? else {
-                continue;
-            };
-            let keyless = status::receiving_machines(manifest, graph, &node, file)
-                .iter()
-                .any(|m| !machine_keys.contains_key(m));
-            let want: BTreeSet<String> =
-                status::wanted_recipients(manifest, graph, &node, file, &admins, &machine_keys)
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect();
-            let have: BTreeSet<String> = sealed.recipients().into_iter().collect();
-            if keyless || have != want {
-                out.push(format!("{node}/{file}"));
-            }
-        }
-    }
+    let selected = status::selected(manifest, graph, machines);
+    let mut out: Vec<String> = status::stored_secrets(manifest, graph, store, &selected)?
+        .into_iter()
+        .filter(|item| {
+            item.drift(manifest, graph, &admins, &machine_keys)
+                .differs()
+        })
+        .map(|item| format!("{}/{}", item.node, item.file))
+        .collect();
     for m in status::key_machines(manifest, machines) {
         if status::age_key_drift(store, &m, &admins)?.is_some() {
             out.push(format!("{m}/age-key"));

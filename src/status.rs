@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::graph::{Graph, NodeId};
 use crate::keys::Recipient;
 use crate::manifest::{Generator, Manifest};
+use crate::sops::SopsFile;
 use crate::store::{GenMeta, Kind, Owner, Store, StoreError};
 
 /// Where a node's outputs live.
@@ -188,6 +189,87 @@ pub fn receiving_machines(
                     .is_some_and(|d| d.deploy)
             })
             .collect(),
+    }
+}
+
+/// A stored secret file of a node, parsed: its metadata only, nothing decrypted.
+pub struct StoredSecret {
+    pub node: NodeId,
+    pub file: String,
+    pub sealed: SopsFile,
+}
+
+/// The recipients a stored secret has against those it should have.
+pub struct Drift {
+    pub have: BTreeSet<String>,
+    pub want: Vec<Recipient>,
+    /// Machines that should receive the file but have no key yet.
+    pub keyless: Vec<String>,
+}
+
+impl Drift {
+    pub fn want_text(&self) -> BTreeSet<String> {
+        self.want.iter().map(|r| r.to_string()).collect()
+    }
+
+    /// True when the file must be re-sealed.
+    pub fn differs(&self) -> bool {
+        self.have != self.want_text() || !self.keyless.is_empty()
+    }
+}
+
+/// Every declared secret file of `nodes` that is in the store, in order.
+pub fn stored_secrets<'a>(
+    manifest: &Manifest,
+    graph: &Graph,
+    store: &Store,
+    nodes: impl IntoIterator<Item = &'a NodeId>,
+) -> Result<Vec<StoredSecret>, StoreError> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let Some(gen) = graph.generator(manifest, node) else {
+            continue;
+        };
+        for (file, decl) in &gen.files {
+            if !decl.secret {
+                continue;
+            }
+            if let Some(sealed) = store.read_sealed(&owner(node), &node.generator, file)? {
+                out.push(StoredSecret {
+                    node: node.clone(),
+                    file: file.clone(),
+                    sealed,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl StoredSecret {
+    /// How this file's recipients differ from the wanted set.
+    pub fn drift(
+        &self,
+        manifest: &Manifest,
+        graph: &Graph,
+        admins: &[Recipient],
+        machine_keys: &BTreeMap<String, Vec<Recipient>>,
+    ) -> Drift {
+        Drift {
+            have: self.sealed.recipients().into_iter().collect(),
+            want: wanted_recipients(
+                manifest,
+                graph,
+                &self.node,
+                &self.file,
+                admins,
+                machine_keys,
+            ),
+            keyless: receiving_machines(manifest, graph, &self.node, &self.file)
+                .into_iter()
+                .filter(|m| !machine_keys.contains_key(m))
+                .collect(),
+        }
     }
 }
 
