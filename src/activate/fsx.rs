@@ -50,7 +50,7 @@ pub struct Attrs {
 }
 
 /// Every name in an open directory (without `.` and `..`), sorted.
-fn read_names(fd: OwnedFd) -> io::Result<Vec<OsString>> {
+fn read_names(fd: OwnedFd) -> io::Result<Vec<(OsString, Option<EntryKind>)>> {
     use std::os::fd::IntoRawFd;
     let raw = fd.into_raw_fd();
     // SAFETY: fdopendir takes ownership of `raw` on success; on failure we close it.
@@ -76,13 +76,21 @@ fn read_names(fd: OwnedFd) -> io::Result<Vec<OsString>> {
         let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) };
         let name = OsStr::from_bytes(name.to_bytes());
         if name != "." && name != ".." {
-            names.push(name.to_os_string());
+            // SAFETY: as above.
+            let kind = match unsafe { (*ent).d_type } {
+                libc::DT_REG => Some(EntryKind::File),
+                libc::DT_DIR => Some(EntryKind::Dir),
+                libc::DT_LNK => Some(EntryKind::Symlink),
+                libc::DT_UNKNOWN => None,
+                _ => Some(EntryKind::Other),
+            };
+            names.push((name.to_os_string(), kind));
         }
     };
     // SAFETY: closes the DIR* (and its descriptor) exactly once.
     unsafe { libc::closedir(dir) };
     result?;
-    names.sort();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(names)
 }
 
@@ -146,7 +154,8 @@ impl DirFd {
     }
 
     /// Creates the new file `name` (`O_EXCL | O_NOFOLLOW`), sets its owner and
-    /// mode on the descriptor, and only then writes `content` and syncs it.
+    /// mode on the descriptor, and only then writes `content`. Not synced: the caller
+    /// makes a batch durable with one [`DirFd::sync_fs`].
     pub fn create_file(
         &self,
         name: &OsStr,
@@ -171,8 +180,7 @@ impl DirFd {
             .map_err(errno)?;
         }
         stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode as _)).map_err(errno)?;
-        (&file).write_all(content)?;
-        file.sync_all()
+        (&file).write_all(content)
     }
 
     /// Reads the regular file `name` without following a symlink; `None` when
@@ -194,8 +202,12 @@ impl DirFd {
         if EntryKind::of(&st) != EntryKind::File {
             return Ok(None);
         }
-        let mut buf = Zeroizing::new(Vec::with_capacity(st.st_size.max(0) as usize));
-        (&file).read_to_end(&mut buf)?;
+        // One byte more than the size, so a file that grew meanwhile is still read whole
+        // without a reallocation that would leave a copy behind (and `Take` spares the
+        // size probe `File::read_to_end` makes on its own).
+        let size = st.st_size.max(0) as usize;
+        let mut buf = Zeroizing::new(Vec::with_capacity(size + 1));
+        (&file).take(u64::MAX).read_to_end(&mut buf)?;
         Ok(Some((
             buf,
             Attrs {
@@ -206,7 +218,8 @@ impl DirFd {
         )))
     }
 
-    /// Every entry except `.` and `..`, sorted, with its kind (from `lstat`).
+    /// Every entry except `.` and `..`, sorted, with its kind: the directory's own
+    /// record of it, or `lstat` when the file system keeps none.
     pub fn entries(&self) -> io::Result<Vec<(OsString, EntryKind)>> {
         let fd = fcntl::openat(
             Some(self.raw()),
@@ -216,10 +229,15 @@ impl DirFd {
         )
         .map_err(errno)?;
         let names = read_names(owned(fd))?;
-        let mut out = Vec::new();
-        for name in names {
-            if let Some((kind, _)) = self.stat(&name)? {
-                out.push((name, kind));
+        let mut out = Vec::with_capacity(names.len());
+        for (name, kind) in names {
+            match kind {
+                Some(kind) => out.push((name, kind)),
+                None => {
+                    if let Some((kind, _)) = self.stat(&name)? {
+                        out.push((name, kind));
+                    }
+                }
             }
         }
         Ok(out)
@@ -265,8 +283,11 @@ impl DirFd {
             Some((EntryKind::Dir, _)) => {
                 match self.open_dir(name) {
                     Ok(sub) => {
-                        for (child, _) in sub.entries()? {
-                            sub.remove_tree(&child)?;
+                        for (child, kind) in sub.entries()? {
+                            match kind {
+                                EntryKind::Dir => sub.remove_tree(&child)?,
+                                _ => sub.unlink(&child)?,
+                            }
                         }
                     }
                     // Replaced by something else meanwhile: remove that instead.
@@ -282,6 +303,20 @@ impl DirFd {
             }
             Some(_) => self.unlink(name),
         }
+    }
+
+    /// Flushes the whole file system this directory is on (`syncfs`): one call makes
+    /// every file written before it durable, where an `fsync` per file would cost one each.
+    #[cfg(target_os = "linux")]
+    pub fn sync_fs(&self) -> io::Result<()> {
+        unistd::syncfs(self.raw()).map_err(errno)
+    }
+
+    /// Flushes every file system (there is no `syncfs` here).
+    #[cfg(not(target_os = "linux"))]
+    pub fn sync_fs(&self) -> io::Result<()> {
+        unistd::sync();
+        Ok(())
     }
 
     /// fsync the directory, so renames and creations in it are durable.

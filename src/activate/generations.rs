@@ -20,6 +20,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -271,26 +272,29 @@ pub fn read_generation(dotd: &DirFd, n: u64) -> io::Result<Option<Snapshot>> {
         Some((bytes, _)) => serde_json::from_slice(&bytes).unwrap_or_default(),
         None => GenInfo::default(),
     };
-    let mut files = BTreeMap::new();
-    for (name, kind) in dir.entries()? {
-        if kind != EntryKind::File || name.as_bytes().starts_with(b".") {
-            continue;
-        }
-        let Some(name_str) = name.to_str() else {
-            continue;
-        };
-        if let Some((content, attrs)) = dir.read_file(&name)? {
-            let info = info.files.get(name_str).cloned().unwrap_or_default();
-            files.insert(
-                name_str.to_string(),
-                Installed {
-                    content,
-                    attrs,
-                    info,
-                },
-            );
-        }
-    }
+    let names: Vec<String> = dir
+        .entries()?
+        .into_iter()
+        .filter(|(name, kind)| *kind == EntryKind::File && !name.as_bytes().starts_with(b"."))
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    let read: Vec<Option<(String, Installed)>> = names
+        .into_par_iter()
+        .map(|name| {
+            Ok(dir.read_file(OsStr::new(&name))?.map(|(content, attrs)| {
+                let info = info.files.get(&name).cloned().unwrap_or_default();
+                (
+                    name,
+                    Installed {
+                        content,
+                        attrs,
+                        info,
+                    },
+                )
+            }))
+        })
+        .collect::<io::Result<_>>()?;
+    let files: BTreeMap<String, Installed> = read.into_iter().flatten().collect();
     Ok(Some(Snapshot {
         machine: info.machine,
         files,
@@ -322,16 +326,17 @@ pub fn write_generation(dotd: &DirFd, n: u64, snap: &Snapshot, phase: &str) -> i
     dotd.remove_tree(&staging)?;
     dotd.mkdir(&staging, 0o700)?;
     let dir = dotd.open_dir(&staging)?;
-    for (name, f) in &snap.files {
-        dir.create_file(OsStr::new(name), Some(f.attrs), f.attrs.mode, &f.content)?;
-    }
+    snap.files.par_iter().try_for_each(|(name, f)| {
+        dir.create_file(OsStr::new(name), Some(f.attrs), f.attrs.mode, &f.content)
+    })?;
     dir.chmod(0o751)?;
-    dir.sync()?;
     let mut json = serde_json::to_vec_pretty(&snap.info(phase)).map_err(io::Error::other)?;
     json.push(b'\n');
     let tmp = os(format!(".tmp-{n}.json"));
     dotd.unlink(&tmp)?;
     dotd.create_file(&tmp, None, 0o600, &json)?;
+    // One flush for every file above, before any of them gets its final name.
+    dotd.sync_fs()?;
     dotd.rename(&tmp, &os(format!("{n}.json")))?;
     dotd.rename(&staging, &os(n.to_string()))?;
     dotd.sync()

@@ -81,17 +81,18 @@ pub enum UnwrapError {
 
 /// Opens one armored stanza with the identities; `Ok(None)` when none matches.
 fn open(stanza: &AgeStanza, ids: &Identities) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    // Buffered: age then parses the header once, not again after every byte it reads.
     let reader = ArmoredReader::new(stanza.enc.as_bytes());
-    let decryptor = age::Decryptor::new(reader).map_err(|e| one_line(&e))?;
+    let decryptor = age::Decryptor::new_buffered(reader).map_err(|e| one_line(&e))?;
     let plugins: Vec<Box<dyn age::Identity>> = plugin_identities(ids);
     let iter = ids
-        .keys
+        .x25519_keys()
         .iter()
-        .filter_map(|(_, id)| match id {
-            Identity::X25519(x) => Some(x as &dyn age::Identity),
+        .map(|x| x as &dyn age::Identity)
+        .chain(ids.keys.iter().filter_map(|(_, id)| match id {
             Identity::Ssh(s) => Some(s as &dyn age::Identity),
-            Identity::Plugin(_) => None,
-        })
+            Identity::X25519(_) | Identity::Plugin(_) => None,
+        }))
         .chain(plugins.iter().map(|b| b.as_ref()));
     match decryptor.decrypt(iter) {
         Ok(mut reader) => {
@@ -137,18 +138,6 @@ fn plugin_identities(ids: &Identities) -> Vec<Box<dyn age::Identity>> {
         .collect()
 }
 
-/// The recipients of the identities that can name theirs without a plugin.
-fn own_recipients(ids: &Identities) -> Vec<String> {
-    ids.keys
-        .iter()
-        .filter_map(|(_, id)| match id {
-            Identity::X25519(x) => Some(x.to_public().to_string()),
-            Identity::Ssh(_) => id.to_recipient().map(|r| r.to_string()),
-            Identity::Plugin(_) => None,
-        })
-        .collect()
-}
-
 /// Recovers the data key: from any stanza of a single group, or by combining
 /// one share from each of `shamir_threshold` groups.
 pub fn unwrap(meta: &Metadata, ids: &Identities) -> Result<DataKey, UnwrapError> {
@@ -162,11 +151,7 @@ pub fn unwrap(meta: &Metadata, ids: &Identities) -> Result<DataKey, UnwrapError>
     // Try first the stanzas wrapped for one of our own keys: opening a stanza costs
     // an X25519 exchange per identity, matched or not, and a file holds one stanza per
     // recipient (an admin's, a machine's, …). The others are still tried after them.
-    let own = if meta.groups.iter().any(|g| g.len() > 1) {
-        own_recipients(ids)
-    } else {
-        Vec::new()
-    };
+    let own = ids.own_recipients();
     for group in &meta.groups {
         let mut ordered: Vec<&AgeStanza> = group.iter().collect();
         ordered.sort_by_key(|s| !own.contains(&s.recipient));

@@ -11,6 +11,9 @@ use bech32::ToBase32;
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
+mod x25519;
+pub use x25519::X25519Key;
+
 /// Errors about keys and key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -195,11 +198,37 @@ pub struct Identities {
     pub keys: Vec<(Source, Identity)>,
     /// Every source looked at, including those that held nothing.
     pub tried: Vec<String>,
+    /// The recipients of `keys` that can be computed without a plugin, kept as they are
+    /// added: deriving one costs a scalar multiplication, too much to repeat per file.
+    recipients: Vec<String>,
+    /// The X25519 identities of `keys`, each with its public key derived once.
+    x25519: Vec<X25519Key>,
 }
 
 impl Identities {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// The recipients (`age1…`, `ssh-…`) of the identities that can name theirs without a
+    /// plugin, in the order the identities were added.
+    pub fn own_recipients(&self) -> &[String] {
+        &self.recipients
+    }
+
+    /// The X25519 identities, ready to unwrap stanzas (see [`X25519Key`]).
+    pub fn x25519_keys(&self) -> &[X25519Key] {
+        &self.x25519
+    }
+
+    fn push(&mut self, source: &Source, id: Identity) {
+        if let Some(r) = id.to_recipient() {
+            self.recipients.push(r.to_string());
+        }
+        if let Identity::X25519(x) = &id {
+            self.x25519.extend(X25519Key::new(x));
+        }
+        self.keys.push((source.clone(), id));
     }
 
     /// Adds every identity in `text` (an age key file, or an OpenSSH private key).
@@ -208,7 +237,7 @@ impl Identities {
         let src = Source(source.to_string());
         if is_openssh_private_key(text) {
             for id in ssh_identities(source, text)? {
-                self.keys.push((src.clone(), id));
+                self.push(&src, id);
             }
         } else {
             for (n, line) in text.lines().enumerate() {
@@ -233,7 +262,7 @@ impl Identities {
                         ),
                     });
                 };
-                self.keys.push((src.clone(), id));
+                self.push(&src, id);
             }
         }
         Ok(self.keys.len() - before)
