@@ -314,9 +314,14 @@ impl Sandbox {
             }
         };
 
-        let netns_fd = self.netns.as_ref().map(SharedNetns::raw_fd);
+        let start = match &self.bwrap {
+            Some(_) => process::Start::Bwrap {
+                netns: self.netns.as_ref(),
+            },
+            None => process::Start::Direct,
+        };
         let outcome =
-            process::run(cmd, netns_fd, job.timeout).map_err(|source| SandboxError::Spawn {
+            process::run(cmd, start, job.timeout).map_err(|source| SandboxError::Spawn {
                 name: job.name.to_owned(),
                 program,
                 source,

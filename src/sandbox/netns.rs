@@ -2,9 +2,10 @@
 //!
 //! Creating a network namespace costs about 1.5 ms, a large part of a trivial generator's
 //! budget (issue 6, B3). Instead of letting every `bwrap --unshare-all` create its own, the
-//! [`Sandbox`](super::Sandbox) creates one empty namespace up front and each bwrap process joins
-//! it (`setns` in the child between `fork` and `exec`) and is started with `--share-net`, so it
-//! keeps that namespace while unsharing everything else.
+//! [`Sandbox`](super::Sandbox) creates one empty namespace up front and each bwrap process starts
+//! in it (the spawning thread enters it around the spawn: a child starts in its parent
+//! thread's network namespace) and is started with `--share-net`, so it keeps that namespace
+//! while unsharing everything else.
 //!
 //! The namespace is created by a short-lived helper thread that calls `unshare(CLONE_NEWNET)`
 //! (which only moves the calling thread) and opens `/proc/thread-self/ns/net`; that file
@@ -25,7 +26,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use nix::sched::{unshare, CloneFlags};
@@ -34,11 +35,46 @@ use nix::sched::{unshare, CloneFlags};
 #[derive(Debug)]
 pub(crate) struct SharedNetns {
     fd: OwnedFd,
+    /// The namespace this process started in, to return a thread to after a spawn.
+    home: OwnedFd,
+}
+
+/// A thread inside the shared namespace; [`Entered::leave`] takes it back home (so does
+/// dropping it, when an error already stops the caller).
+#[must_use]
+pub(crate) struct Entered<'a> {
+    ns: &'a SharedNetns,
+    left: bool,
+}
+
+impl Entered<'_> {
+    pub(crate) fn leave(mut self) -> io::Result<()> {
+        self.left = true;
+        setns(&self.ns.home)
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            let _ = setns(&self.ns.home);
+        }
+    }
+}
+
+/// Moves the calling thread (only it) into the network namespace `fd`.
+fn setns(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: setns on a namespace descriptor we own; it changes only this thread.
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl SharedNetns {
     /// Creates the namespace and checks that it is a new one holding only `lo`.
     pub(crate) fn create() -> io::Result<SharedNetns> {
+        let home = OwnedFd::from(File::open("/proc/self/ns/net")?);
         let ours = fs::metadata("/proc/self/ns/net")?.ino();
         let worker = std::thread::Builder::new()
             .name(String::from("vars-netns"))
@@ -67,12 +103,17 @@ impl SharedNetns {
         let fd = worker
             .join()
             .map_err(|_| io::Error::other("the network namespace helper thread panicked"))??;
-        Ok(SharedNetns { fd })
+        Ok(SharedNetns { fd, home })
     }
 
-    /// The namespace's file descriptor, for `setns` in a child before `exec`. It is
-    /// close-on-exec, so it does not leak into the sandbox.
-    pub(crate) fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    /// Moves the calling thread into the namespace, until [`Entered::leave`]: a child it
+    /// spawns meanwhile starts there. Both descriptors are close-on-exec: neither reaches
+    /// the sandbox.
+    pub(crate) fn enter(&self) -> io::Result<Entered<'_>> {
+        setns(&self.fd)?;
+        Ok(Entered {
+            ns: self,
+            left: false,
+        })
     }
 }

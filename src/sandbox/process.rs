@@ -1,9 +1,21 @@
 //! Starting a script's process and supervising it: timeout, killing the whole group, and
 //! collecting the tail of its output without ever waiting on processes it left behind.
 //!
-//! The child is started in a new session (so a new process group whose id is its pid), with
-//! `PR_SET_PDEATHSIG = SIGKILL` so it dies if this thread dies, and optionally moved into the
-//! shared network namespace, all in a `pre_exec` hook. Its stdout and stderr share one pipe.
+//! Two ways to start the child ([`Start`]):
+//!
+//! * a script run directly (no sandbox) is started in a new session (so a new process group
+//!   whose id is its pid), with `PR_SET_PDEATHSIG = SIGKILL` so it dies if this thread dies,
+//!   in a `pre_exec` hook, which makes the standard library fork this process;
+//! * bubblewrap does both itself (`--new-session`, `--die-with-parent`), so it is started
+//!   without a hook, in a new process group: the standard library then uses `posix_spawn`,
+//!   which does not copy this process's page tables the way `fork` does (half a millisecond
+//!   per generator in the engine, measured in issue 6's B3). The shared network namespace is
+//!   entered by the spawning thread around the spawn (a network namespace is per thread, and
+//!   a child starts in its parent thread's), so bwrap starts in it without a hook either.
+//!
+//! Descriptors this process opened without close-on-exec must never reach a script: the hook
+//! marks them in the child, and before a hook-less spawn they are marked here.
+//! Its stdout and stderr share one pipe.
 //!
 //! One thread supervises with `poll(2)` on the pipe and on a pidfd of the child (falling back to
 //! polling `waitid(WNOWAIT)` every few milliseconds on kernels without pidfds), so it wakes as
@@ -17,13 +29,15 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{pipe2, Pid};
 use zeroize::Zeroizing;
+
+use super::netns::SharedNetns;
 
 /// How much of the script's output is kept for the failure message.
 const TAIL_BYTES: usize = 64 * 1024;
@@ -48,17 +62,68 @@ pub(crate) enum Outcome {
     TimedOut,
 }
 
+/// How the child is started (see the module's documentation).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start<'a> {
+    /// A script run directly: new session and parent-death signal set in the child.
+    Direct,
+    /// `bwrap --new-session --die-with-parent …`, in the given network namespace.
+    Bwrap { netns: Option<&'a SharedNetns> },
+}
+
 /// Starts `cmd` (its program, arguments, environment and directory already set) and supervises
-/// it until it exits or `timeout` passes. `netns`, when given, is a network namespace file
-/// descriptor the child joins before `exec`.
-pub(crate) fn run(cmd: Command, netns: Option<RawFd>, timeout: Duration) -> io::Result<Outcome> {
-    supervise(cmd, netns, timeout, true)
+/// it until it exits or `timeout` passes.
+pub(crate) fn run(cmd: Command, start: Start<'_>, timeout: Duration) -> io::Result<Outcome> {
+    supervise(cmd, start, timeout, true)
+}
+
+/// Spawns `cmd` as `start` says.
+fn spawn(mut cmd: Command, start: Start<'_>) -> io::Result<Child> {
+    match start {
+        Start::Direct => {
+            let parent = nix::unistd::getpid().as_raw();
+            // SAFETY: the hook runs in the forked child before exec and only makes
+            // async-signal-safe system calls (setsid, prctl, getppid, close_range or fcntl);
+            // it allocates nothing (errors are built from raw OS error codes).
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setsid() == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let sigkill = libc::SIGKILL as libc::c_ulong;
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, sigkill, 0, 0, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // The parent may have died between fork and prctl.
+                    if libc::getppid() != parent {
+                        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                    mark_inherited_fds_cloexec();
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+        }
+        Start::Bwrap { netns } => {
+            // Its own group, killed as a whole on timeout; bwrap gives the script a new session.
+            cmd.process_group(0);
+            // Every descriptor of this process is meant to be close-on-exec already; this
+            // makes sure, with one system call, without a hook.
+            mark_inherited_fds_cloexec();
+            let entered = netns.map(SharedNetns::enter).transpose()?;
+            let child = cmd.spawn();
+            if let Some(entered) = entered {
+                entered.leave()?;
+            }
+            child
+        }
+    }
 }
 
 /// [`run`], with `use_pidfd = false` forcing the fallback used on kernels without pidfds.
 fn supervise(
     mut cmd: Command,
-    netns: Option<RawFd>,
+    start: Start<'_>,
     timeout: Duration,
     use_pidfd: bool,
 ) -> io::Result<Outcome> {
@@ -66,37 +131,9 @@ fn supervise(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(write_end.try_clone()?))
         .stderr(Stdio::from(write_end));
-    let parent = nix::unistd::getpid().as_raw();
-    // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-    // system calls (setsid, prctl, getppid, setns); it allocates nothing (errors are built from
-    // raw OS error codes).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            let sigkill = libc::SIGKILL as libc::c_ulong;
-            if libc::prctl(libc::PR_SET_PDEATHSIG, sigkill, 0, 0, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            if let Some(fd) = netns {
-                if libc::setns(fd, libc::CLONE_NEWNET) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            // Descriptors this process opened without close-on-exec (by other code in the
-            // engine, or a library) must not reach the script.
-            mark_inherited_fds_cloexec();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    // The Command holds our copies of the pipe's write end: close them, or EOF never comes.
-    drop(cmd);
+    let mut child = spawn(cmd, start)?;
+    // The Command (dropped by `spawn`) held our copies of the pipe's write end: closed, so
+    // EOF comes when the child and its descendants are done.
     let pid = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
     let pidfd = if use_pidfd { pidfd_open(pid) } else { None };
 
@@ -210,7 +247,7 @@ impl Tail {
 /// `fcntl` on each possible descriptor below the soft `RLIMIT_NOFILE` (at most 65 536).
 /// Marking instead of closing keeps the standard library's own exec-error pipe working.
 fn mark_inherited_fds_cloexec() {
-    // SAFETY: close_range only changes descriptor flags of this (child) process.
+    // SAFETY: close_range only sets the close-on-exec flag of this process's descriptors.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -308,7 +345,7 @@ mod tests {
         for use_pidfd in [true, false] {
             let outcome = supervise(
                 sh("echo out; echo err >&2; exit 7"),
-                None,
+                Start::Direct,
                 Duration::from_secs(30),
                 use_pidfd,
             );
@@ -328,7 +365,7 @@ mod tests {
             let start = Instant::now();
             let outcome = supervise(
                 sh("sleep 30 & sleep 30"),
-                None,
+                Start::Direct,
                 Duration::from_millis(300),
                 use_pidfd,
             );
@@ -344,7 +381,7 @@ mod tests {
             let start = Instant::now();
             let outcome = supervise(
                 sh("sleep 30 & exit 0"),
-                None,
+                Start::Direct,
                 Duration::from_secs(30),
                 use_pidfd,
             );
@@ -364,7 +401,7 @@ mod tests {
     fn output_tail_is_bounded() {
         let outcome = supervise(
             sh("head -c 1000000 /dev/zero; echo; echo last"),
-            None,
+            Start::Direct,
             Duration::from_secs(30),
             true,
         );
@@ -380,6 +417,8 @@ mod tests {
     #[test]
     fn a_missing_program_is_a_spawn_error() {
         let cmd = Command::new("/nonexistent/vars-test-program");
-        assert!(run(cmd, None, Duration::from_secs(1)).is_err());
+        assert!(run(cmd, Start::Direct, Duration::from_secs(1)).is_err());
+        let cmd = Command::new("/nonexistent/vars-test-program");
+        assert!(run(cmd, Start::Bwrap { netns: None }, Duration::from_secs(1)).is_err());
     }
 }

@@ -1,19 +1,23 @@
 //! Atomic commits: a generator's outputs (its `secrets/<gen>/` and
 //! `public/<gen>/` directories and `meta/<gen>.json`) change together.
 //!
-//! A commit stages the new content under `sops/.tx/<id>/new/`, writes
-//! `plan.json`, and then the marker `COMMITTED`, the point of no return. Only
-//! then are the old entries moved to `old/` and the new ones moved in. After a
-//! crash, `recover` discards uncommitted transactions and finishes committed
-//! ones, so readers only ever see the complete old set or the complete new set.
+//! A commit stages the new content in `sops/.tx/<id>/` (target `i` of the plan as
+//! the entry `n<i>`), writes `plan.json`, and then the marker `COMMITTED`, the point
+//! of no return. Only then are the old entries moved out (to `o<i>`) and the new ones
+//! moved in. After a crash, `recover` discards uncommitted transactions and finishes
+//! committed ones, so readers only ever see the complete old set or the complete new set.
+//! (Staging flat rather than under a copy of the store's tree spares a dozen directories
+//! per generator, created and removed again: issue 6, B3. Plans written by earlier builds,
+//! which staged under `new/<path>` and moved out to `old/<path>`, are still recovered.)
 //!
 //! Durability costs a handful of flushes per commit, whatever its size: the
 //! staged tree (every file, directory and the plan) is flushed at once
 //! (`syncfs` on Linux) before the marker is written; the marker's directory is
-//! fsynced before anything moves; the moves to `old/` are made durable before
-//! the moves in, and those before the transaction's directory is removed. (An
-//! fsync per staged file and per rename cost about 19 flushes for a one-file
-//! generator, about 4 ms each on a virtual disk: issue 6, B1 and B3.)
+//! fsynced before anything moves; the moves out are made durable before the moves
+//! in, and those before the marker is removed. Removing the transaction's directory
+//! needs no flush: applying a plan again finds nothing left to move. (An fsync per
+//! staged file and per rename cost about 19 flushes for a one-file generator, about
+//! 4 ms each on a virtual disk: issue 6, B1 and B3.)
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -22,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{io, sync_dir, Kind, Owner, Store, StoreError};
+use super::{io, Kind, Owner, Store, StoreError};
 
 /// One path (relative to `sops/`) that the commit replaces or removes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,6 +34,30 @@ struct Target {
     rel: PathBuf,
     /// False when the commit removes the path.
     present: bool,
+    /// Staged as `n<i>` and moved out to `o<i>`; absent from earlier builds' plans,
+    /// which used `new/<rel>` and `old/<rel>`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    flat: bool,
+}
+
+impl Target {
+    /// Where the new content waits for the move in.
+    fn staged(&self, dir: &Path, i: usize) -> PathBuf {
+        if self.flat {
+            dir.join(format!("n{i}"))
+        } else {
+            dir.join("new").join(&self.rel)
+        }
+    }
+
+    /// Where the live entry goes when it moves out.
+    fn moved_out(&self, dir: &Path, i: usize) -> PathBuf {
+        if self.flat {
+            dir.join(format!("o{i}"))
+        } else {
+            dir.join("old").join(&self.rel)
+        }
+    }
 }
 
 /// An open commit.
@@ -58,14 +86,23 @@ impl Tx {
         })
     }
 
-    fn stage(&mut self, rel: PathBuf, content: Option<&[u8]>) -> Result<(), StoreError> {
-        if let Some(bytes) = content {
-            write_staged(&self.dir.join("new").join(&rel), bytes)?;
-        }
-        self.targets.push(Target {
+    /// The next target, not pushed yet, and where its content is staged.
+    fn next(&self, rel: PathBuf, present: bool) -> (Target, PathBuf) {
+        let target = Target {
             rel,
-            present: content.is_some(),
-        });
+            present,
+            flat: true,
+        };
+        let staged = target.staged(&self.dir, self.targets.len());
+        (target, staged)
+    }
+
+    fn stage(&mut self, rel: PathBuf, content: Option<&[u8]>) -> Result<(), StoreError> {
+        let (target, staged) = self.next(rel, content.is_some());
+        if let Some(bytes) = content {
+            write_staged(&staged, bytes)?;
+        }
+        self.targets.push(target);
         Ok(())
     }
 
@@ -90,13 +127,12 @@ impl Tx {
                 self.stage(dir, None)?;
                 continue;
             }
+            let (target, staged) = self.next(dir, true);
+            std::fs::create_dir(&staged).map_err(io(&staged))?;
             for (name, bytes) in files {
-                write_staged(&self.dir.join("new").join(&dir).join(name), bytes)?;
+                write_staged(&staged.join(name), bytes)?;
             }
-            self.targets.push(Target {
-                rel: dir,
-                present: true,
-            });
+            self.targets.push(target);
         }
         let meta_rel = Tx::rel(store, &store.meta_path(owner, gen));
         self.stage(meta_rel, Some(&meta.to_bytes()))
@@ -140,12 +176,9 @@ impl Tx {
     }
 }
 
-/// Writes one staged file (0600, like the store's other files). It is not
-/// flushed here: `commit` flushes the whole staged tree at once.
+/// Writes one staged file (0600, like the store's other files) in an existing
+/// directory. It is not flushed here: `commit` flushes the whole staged tree at once.
 fn write_staged(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -232,47 +265,44 @@ fn apply(root: &Path, dir: &Path) -> Result<(), StoreError> {
     // store's directories are fsynced: what happens to old/ and new/ no longer matters
     // once the marker is durable (recovery looks at new/ and the live entries only).
     let is_dir = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.is_dir());
-    let pending: Vec<&Target> = targets
+    let pending: Vec<(usize, &Target)> = targets
         .iter()
-        .filter(|t| {
+        .enumerate()
+        .filter(|(i, t)| {
             if t.present {
-                exists(&dir.join("new").join(&t.rel))
+                exists(&t.staged(dir, *i))
             } else {
                 exists(&root.join(&t.rel))
             }
         })
         .collect();
     let mut touched = BTreeSet::new();
-    for t in &pending {
+    for &(i, t) in &pending {
         let live = root.join(&t.rel);
-        let old = dir.join("old").join(&t.rel);
-        let replace_in_place =
-            t.present && !is_dir(&live) && !is_dir(&dir.join("new").join(&t.rel));
+        let old = t.moved_out(dir, i);
+        let replace_in_place = t.present && !is_dir(&live) && !is_dir(&t.staged(dir, i));
         if !replace_in_place && exists(&live) && !exists(&old) {
             rename(&live, &old)?;
             touched.insert(live.parent().unwrap_or(root).to_path_buf());
         }
     }
     sync_dirs(std::mem::take(&mut touched))?;
-    for t in pending.iter().filter(|t| t.present) {
+    for &(i, t) in pending.iter().filter(|(_, t)| t.present) {
         let live = root.join(&t.rel);
-        touched.insert(rename(&dir.join("new").join(&t.rel), &live)?);
+        touched.insert(rename(&t.staged(dir, i), &live)?);
     }
     sync_dirs(touched)?;
     // Every move is durable: the transaction's record can go. Drop the marker
     // first: a crash while the directory is being removed must leave an
-    // uncommitted (discarded) transaction, never a committed one whose
-    // plan.json is already gone (which recovery could not read).
+    // uncommitted (discarded) transaction, or a committed one whose plan finds
+    // nothing left to move; neither needs a flush.
     let marker = dir.join(COMMITTED);
     match std::fs::remove_file(&marker) {
-        Ok(()) => sync_dir(dir),
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(&marker)(e)),
     }
     std::fs::remove_dir_all(dir).map_err(io(dir))?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent);
-    }
     Ok(())
 }
 
@@ -448,10 +478,10 @@ mod tests {
         put(&store, &mut tx, "old");
         tx.commit().unwrap();
         let dir = committed_not_applied(&store, "new");
-        // The first phase ran for the secrets only, then the process died.
+        // The first phase ran for the secrets only (the plan's first target), then the
+        // process died.
         let rel = Path::new("machines/m/secrets/g");
-        std::fs::create_dir_all(dir.join("old/machines/m/secrets")).unwrap();
-        std::fs::rename(store.root().join(rel), dir.join("old").join(rel)).unwrap();
+        std::fs::rename(store.root().join(rel), dir.join("o0")).unwrap();
         recover(store.root()).unwrap();
         assert_eq!(
             read(&store, "machines/m/secrets/g/s").as_deref(),
@@ -488,8 +518,82 @@ mod tests {
     fn apply_without_cleanup(root: &Path, dir: &Path) {
         let plan: Vec<Target> =
             serde_json::from_slice(&std::fs::read(dir.join("plan.json")).unwrap()).unwrap();
-        for t in plan.iter().filter(|t| t.present) {
-            rename(&dir.join("new").join(&t.rel), &root.join(&t.rel)).unwrap();
+        for (i, t) in plan.iter().enumerate().filter(|(_, t)| t.present) {
+            let live = root.join(&t.rel);
+            if live.is_dir() {
+                std::fs::remove_dir_all(&live).unwrap();
+            }
+            rename(&t.staged(dir, i), &live).unwrap();
         }
+    }
+
+    #[test]
+    fn a_commit_stages_one_entry_per_target_and_no_copy_of_the_tree() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        let dir = committed_not_applied(&store, "new");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["COMMITTED", "n0", "n1", "n2", "plan.json"]);
+        assert!(dir.join("n0").is_dir() && dir.join("n2").is_file());
+        recover(store.root()).unwrap();
+        assert_eq!(
+            read(&store, "machines/m/public/g/p").as_deref(),
+            Some("public new")
+        );
+        assert_eq!(tx_dirs(&store), 0);
+    }
+
+    /// A committed transaction as earlier builds left it: staged under `new/<path>`,
+    /// a plan without `flat`, the secrets already moved out to `old/<path>`.
+    #[test]
+    fn recovery_finishes_a_commit_of_the_earlier_layout() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        let mut tx = Tx::begin(&store).unwrap();
+        put(&store, &mut tx, "old");
+        tx.commit().unwrap();
+        let dir = store.root().join(TX_DIR).join("tx-legacy");
+        for (rel, file, content) in [
+            ("machines/m/secrets/g", "s", "sealed new"),
+            ("machines/m/public/g", "p", "public new"),
+        ] {
+            std::fs::create_dir_all(dir.join("new").join(rel)).unwrap();
+            std::fs::write(dir.join("new").join(rel).join(file), content).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("new/machines/m/meta")).unwrap();
+        std::fs::write(
+            dir.join("new/machines/m/meta/g.json"),
+            meta("new").to_bytes(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("plan.json"),
+            r#"[{"rel":"machines/m/secrets/g","present":true},{"rel":"machines/m/public/g","present":true},{"rel":"machines/m/meta/g.json","present":true}]"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join(COMMITTED), "").unwrap();
+        std::fs::create_dir_all(dir.join("old/machines/m/secrets")).unwrap();
+        std::fs::rename(
+            store.root().join("machines/m/secrets/g"),
+            dir.join("old/machines/m/secrets/g"),
+        )
+        .unwrap();
+        recover(store.root()).unwrap();
+        assert_eq!(
+            read(&store, "machines/m/secrets/g/s").as_deref(),
+            Some("sealed new")
+        );
+        assert_eq!(
+            read(&store, "machines/m/public/g/p").as_deref(),
+            Some("public new")
+        );
+        assert!(read(&store, "machines/m/meta/g.json")
+            .unwrap()
+            .contains("new"));
+        assert_eq!(tx_dirs(&store), 0);
     }
 }
