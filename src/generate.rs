@@ -10,10 +10,16 @@
 //! while the workers go on running scripts. Each generator's outputs still
 //! change all at once; a dependent starts only once its dependencies are
 //! committed.
+//!
+//! A commit has a fixed cost (a transaction directory, a plan, a marker and a
+//! few flushes), so the committer lets outputs gather for up to [`LINGER`]
+//! while scripts are still running and nothing waits for what is staged; with
+//! quick scripts it would otherwise commit one generator at a time, and its
+//! work competes with the scripts for the cores (issue 6, B3).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use zeroize::Zeroizing;
@@ -24,6 +30,11 @@ use crate::manifest::{Generator, Manifest};
 use crate::sandbox::{Job, Sandbox};
 use crate::status::{self, owner, Stale};
 use crate::store::{GenMeta, Kind, Lock, Owner, Store, StoreError};
+
+/// How long staged outputs may wait for more to join their commit.
+const LINGER: Duration = Duration::from_millis(50);
+/// The most generators one commit takes once [`LINGER`] applies.
+const BATCH_MAX: usize = 64;
 
 /// What the user asked for.
 pub struct Options {
@@ -356,6 +367,13 @@ fn schedule(
                 .collect()
         })
         .collect();
+    // The reverse: who waits for each node.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); planned.len()];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
     struct State {
         outcomes: Vec<Option<Outcome>>,
         /// Picked by a worker and not committed yet.
@@ -380,6 +398,14 @@ fn schedule(
         Ok(s) => s,
         Err(p) => p.into_inner(),
     };
+    let wait_for = |st, timeout| match wake.wait_timeout(st, timeout) {
+        Ok((s, _)) => s,
+        Err(p) => p.into_inner().0,
+    };
+    let commit_now = |st: &State, dependents: &[Vec<usize>]| {
+        let staged: Vec<usize> = st.staged.iter().map(|(i, _)| *i).collect();
+        commit_now(&staged, &st.running, &st.outcomes, dependents)
+    };
     // Records a node's final outcome (under the state lock).
     let finish = |st: &mut State, i: usize, outcome: Outcome| {
         st.running.remove(&i);
@@ -396,10 +422,18 @@ fn schedule(
         scope.spawn(|| loop {
             let batch = {
                 let mut st = lock();
+                let mut first_staged: Option<Instant> = None;
                 loop {
                     if !st.staged.is_empty() {
-                        break Some(std::mem::take(&mut st.staged));
+                        let since = *first_staged.get_or_insert_with(Instant::now);
+                        let lingered = since.elapsed();
+                        if lingered >= LINGER || commit_now(&st, &dependents) {
+                            break Some(std::mem::take(&mut st.staged));
+                        }
+                        st = wait_for(st, LINGER - lingered);
+                        continue;
                     }
+                    first_staged = None;
                     if st.done == total {
                         break None;
                     }
@@ -484,6 +518,24 @@ fn schedule(
             outcome: o.unwrap_or(Outcome::Skipped(String::new())),
         })
         .collect()
+}
+
+/// Whether the `staged` outputs should be committed now rather than gathered a little
+/// longer: a node not started yet waits for one of them, no script is running (`running`
+/// holds the staged nodes too: nothing more will come meanwhile), or the batch is full.
+fn commit_now<T>(
+    staged: &[usize],
+    running: &BTreeSet<usize>,
+    outcomes: &[Option<T>],
+    dependents: &[Vec<usize>],
+) -> bool {
+    staged.len() >= BATCH_MAX
+        || running.len() == staged.len()
+        || staged.iter().any(|&i| {
+            dependents[i]
+                .iter()
+                .any(|&d| outcomes[d].is_none() && !running.contains(&d))
+        })
 }
 
 /// One generator's outputs, sealed, with its metadata: ready to commit.
@@ -641,4 +693,49 @@ fn quoted(names: &[&String]) -> String {
         .map(|n| format!("{n:?}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod commit_batching {
+    use super::*;
+
+    /// Nodes 0 → 2 (2 depends on 0); 1 and 3 independent.
+    fn dependents() -> Vec<Vec<usize>> {
+        vec![vec![2], vec![], vec![], vec![]]
+    }
+
+    #[test]
+    fn gathers_while_scripts_run_and_nothing_waits() {
+        let running: BTreeSet<usize> = [1, 3].into();
+        let outcomes: Vec<Option<()>> = vec![Some(()), None, Some(()), None];
+        assert!(!commit_now(&[1], &running, &outcomes, &dependents()));
+    }
+
+    #[test]
+    fn commits_at_once_when_a_dependent_waits() {
+        let running: BTreeSet<usize> = [0, 1].into();
+        let outcomes: Vec<Option<()>> = vec![None, None, None, Some(())];
+        assert!(commit_now(&[0], &running, &outcomes, &dependents()));
+        // A dependent already finished (skipped) does not wait.
+        let outcomes: Vec<Option<()>> = vec![None, None, Some(()), Some(())];
+        assert!(!commit_now(&[0], &running, &outcomes, &dependents()));
+    }
+
+    #[test]
+    fn commits_at_once_when_no_script_runs() {
+        let running: BTreeSet<usize> = [1].into();
+        let outcomes: Vec<Option<()>> = vec![Some(()), None, Some(()), Some(())];
+        assert!(commit_now(&[1], &running, &outcomes, &dependents()));
+    }
+
+    #[test]
+    fn commits_a_full_batch() {
+        let staged: Vec<usize> = (0..BATCH_MAX).collect();
+        let mut running: BTreeSet<usize> = staged.iter().copied().collect();
+        running.insert(BATCH_MAX);
+        let outcomes: Vec<Option<()>> = vec![None; BATCH_MAX + 1];
+        let dependents = vec![Vec::new(); BATCH_MAX + 1];
+        assert!(commit_now(&staged, &running, &outcomes, &dependents));
+        assert!(!commit_now(&staged[1..], &running, &outcomes, &dependents));
+    }
 }
