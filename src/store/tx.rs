@@ -397,6 +397,32 @@ mod tests {
         std::fs::read_dir(store.root().join(TX_DIR)).map_or(0, |d| d.count())
     }
 
+    /// A store whose generator `g` of machine `m` holds "old".
+    fn store_with_old() -> (tempfile::TempDir, Store) {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Store::new(repo.path());
+        let mut tx = Tx::begin(&store).unwrap();
+        put(&store, &mut tx, "old");
+        tx.commit().unwrap();
+        (repo, store)
+    }
+
+    /// Every output of `g` holds `value`, and no transaction is left.
+    fn assert_holds(store: &Store, value: &str) {
+        assert_eq!(
+            read(store, "machines/m/secrets/g/s").as_deref(),
+            Some(format!("sealed {value}").as_str())
+        );
+        assert_eq!(
+            read(store, "machines/m/public/g/p").as_deref(),
+            Some(format!("public {value}").as_str())
+        );
+        assert!(read(store, "machines/m/meta/g.json")
+            .unwrap()
+            .contains(value));
+        assert_eq!(tx_dirs(store), 0);
+    }
+
     /// Stages `value` and makes it durable up to the marker, without applying it.
     fn committed_not_applied(store: &Store, value: &str) -> PathBuf {
         let mut tx = Tx::begin(store).unwrap();
@@ -454,47 +480,24 @@ mod tests {
 
     #[test]
     fn recovery_discards_an_uncommitted_transaction() {
-        let repo = tempfile::tempdir().unwrap();
-        let store = Store::new(repo.path());
-        let mut tx = Tx::begin(&store).unwrap();
-        put(&store, &mut tx, "old");
-        tx.commit().unwrap();
+        let (_repo, store) = store_with_old();
         let mut tx = Tx::begin(&store).unwrap();
         put(&store, &mut tx, "new");
         drop(tx); // a crash before the marker
         recover(store.root()).unwrap();
-        assert_eq!(
-            read(&store, "machines/m/secrets/g/s").as_deref(),
-            Some("sealed old")
-        );
-        assert_eq!(tx_dirs(&store), 0);
+        assert_holds(&store, "old");
     }
 
     #[test]
     fn recovery_finishes_a_commit_interrupted_after_the_old_entries_moved_out() {
-        let repo = tempfile::tempdir().unwrap();
-        let store = Store::new(repo.path());
-        let mut tx = Tx::begin(&store).unwrap();
-        put(&store, &mut tx, "old");
-        tx.commit().unwrap();
+        let (_repo, store) = store_with_old();
         let dir = committed_not_applied(&store, "new");
         // The first phase ran for the secrets only (the plan's first target), then the
         // process died.
         let rel = Path::new("machines/m/secrets/g");
         std::fs::rename(store.root().join(rel), dir.join("o0")).unwrap();
         recover(store.root()).unwrap();
-        assert_eq!(
-            read(&store, "machines/m/secrets/g/s").as_deref(),
-            Some("sealed new")
-        );
-        assert_eq!(
-            read(&store, "machines/m/public/g/p").as_deref(),
-            Some("public new")
-        );
-        assert!(read(&store, "machines/m/meta/g.json")
-            .unwrap()
-            .contains("new"));
-        assert_eq!(tx_dirs(&store), 0);
+        assert_holds(&store, "new");
     }
 
     #[test]
@@ -551,11 +554,7 @@ mod tests {
     /// a plan without `flat`, the secrets already moved out to `old/<path>`.
     #[test]
     fn recovery_finishes_a_commit_of_the_earlier_layout() {
-        let repo = tempfile::tempdir().unwrap();
-        let store = Store::new(repo.path());
-        let mut tx = Tx::begin(&store).unwrap();
-        put(&store, &mut tx, "old");
-        tx.commit().unwrap();
+        let (_repo, store) = store_with_old();
         let dir = store.root().join(TX_DIR).join("tx-legacy");
         for (rel, file, content) in [
             ("machines/m/secrets/g", "s", "sealed new"),
@@ -583,17 +582,6 @@ mod tests {
         )
         .unwrap();
         recover(store.root()).unwrap();
-        assert_eq!(
-            read(&store, "machines/m/secrets/g/s").as_deref(),
-            Some("sealed new")
-        );
-        assert_eq!(
-            read(&store, "machines/m/public/g/p").as_deref(),
-            Some("public new")
-        );
-        assert!(read(&store, "machines/m/meta/g.json")
-            .unwrap()
-            .contains("new"));
-        assert_eq!(tx_dirs(&store), 0);
+        assert_holds(&store, "new");
     }
 }
