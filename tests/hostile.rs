@@ -56,6 +56,7 @@ fn template() -> &'static Template {
     static T: OnceLock<Template> = OnceLock::new();
     T.get_or_init(|| {
         let repo = Repo::new(&fleet());
+        repo.remove_at_exit();
         repo.ok(&["generate", "--no-sandbox"]);
         repo.check_clean();
         let key = |p: &str| {

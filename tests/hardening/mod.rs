@@ -102,6 +102,26 @@ impl Repo {
         repo
     }
 
+    /// For a repository kept in a `static`, which is never dropped: its directories are
+    /// removed when the test process exits.
+    pub fn remove_at_exit(&self) {
+        static PATHS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+        extern "C" fn remove_all() {
+            if let Ok(paths) = PATHS.lock() {
+                for p in paths.iter() {
+                    let _ = std::fs::remove_dir_all(p);
+                }
+            }
+        }
+        let mut paths = PATHS.lock().unwrap_or_else(|p| p.into_inner());
+        if paths.is_empty() {
+            // SAFETY: registers a plain function; it runs once, at exit.
+            unsafe { libc::atexit(remove_all) };
+        }
+        paths.push(self.dir.clone());
+        paths.extend(self.run_dir.clone());
+    }
+
     pub fn write_manifest(&self, manifest: &serde_json::Value) {
         std::fs::write(
             self.dir.join("vars.json"),
