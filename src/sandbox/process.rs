@@ -12,6 +12,9 @@
 //!   per generator in the engine, measured in issue 6's B3). The shared network namespace is
 //!   entered by the spawning thread around the spawn (a network namespace is per thread, and
 //!   a child starts in its parent thread's), so bwrap starts in it without a hook either.
+//!   The price: if vars dies in the instant between the spawn and bwrap's own `prctl`,
+//!   nothing kills that bwrap; its script runs to its end inside the sandbox, and the next
+//!   run removes its working directory.
 //!
 //! Descriptors this process opened without close-on-exec must never reach a script: the hook
 //! marks them in the child, and before a hook-less spawn they are marked here.
