@@ -1214,7 +1214,7 @@ fn b3(env: &mut Env) -> Res<()> {
     reset_dir(&loops)?;
     for i in 0..TOTAL {
         let d = loops.join(i.to_string());
-        for sub in ["in", "prompts", "out", "tmp", "home"] {
+        for sub in ["ro/in", "ro/prompts", "out", "tmp", "home"] {
             mkdir(&d.join(sub))?;
         }
         write(&d.join("script"), TRIVIAL_SCRIPT.as_bytes())?;
@@ -1253,7 +1253,7 @@ fn b3(env: &mut Env) -> Res<()> {
     bash_script(
         &bwrap_sh,
         &format!(
-            "set -eu\nfor ((i = $2; i < $3; i++)); do\n  d=\"$1/$i\"\n  bwrap {system} --bind \"$d\" \"$d\" --ro-bind \"$d/in\" \"$d/in\" --ro-bind \"$d/prompts\" \"$d/prompts\" --symlink \"$d/tmp\" /tmp --chdir \"$d/tmp\" --remount-ro / --setenv PATH /usr/bin:/bin --setenv out \"$d/out\" --setenv in \"$d/in\" --setenv prompts \"$d/prompts\" --setenv TMPDIR \"$d/tmp\" --setenv HOME \"$d/home\" -- /bin/bash --noprofile --norc -eu -o pipefail \"$d/script\"\ndone\n"
+            "set -eu\nfor ((i = $2; i < $3; i++)); do\n  d=\"$1/$i\"\n  bwrap {system} --bind \"$d\" \"$d\" --ro-bind \"$d/ro\" \"$d/ro\" --symlink \"$d/tmp\" /tmp --chdir \"$d/tmp\" --remount-ro / --setenv PATH /usr/bin:/bin --setenv out \"$d/out\" --setenv in \"$d/ro/in\" --setenv prompts \"$d/ro/prompts\" --setenv TMPDIR \"$d/tmp\" --setenv HOME \"$d/home\" -- /bin/bash --noprofile --norc -eu -o pipefail \"$d/script\"\ndone\n"
         ),
     )?;
     // Two halves side by side: how well bubblewrap itself runs two at a time here.

@@ -344,10 +344,8 @@ pub(crate) fn system_args(share_net: bool, etc: &PrivateEtc, dev_shm: bool) -> A
 pub(crate) struct RunMounts<'a> {
     /// The working directory, bound read-write.
     pub(crate) root: &'a Path,
-    /// `$in`, bound read-only on top.
-    pub(crate) inputs: &'a Path,
-    /// `$prompts`, bound read-only on top.
-    pub(crate) prompts: &'a Path,
+    /// The directory holding `$in` and `$prompts`, bound read-only on top.
+    pub(crate) read_only: &'a Path,
     /// `$TMPDIR`: the script's working directory, and the target of `/tmp`.
     pub(crate) tmp: &'a Path,
 }
@@ -366,8 +364,7 @@ pub(crate) fn run_args(
         args.one("--tmpfs", "/tmp");
     }
     args.pair("--bind", mounts.root, mounts.root);
-    args.pair("--ro-bind", mounts.inputs, mounts.inputs);
-    args.pair("--ro-bind", mounts.prompts, mounts.prompts);
+    args.pair("--ro-bind", mounts.read_only, mounts.read_only);
     if !under_tmp {
         args.pair("--symlink", mounts.tmp, "/tmp");
     }

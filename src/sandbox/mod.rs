@@ -289,8 +289,7 @@ impl Sandbox {
             Some(bwrap_program) => {
                 let mounts = bwrap::RunMounts {
                     root: work.root(),
-                    inputs: &work.inputs(),
-                    prompts: &work.prompts(),
+                    read_only: &work.read_only(),
                     tmp: &work.tmp(),
                 };
                 let args = bwrap::run_args(self.bwrap_system_args.clone(), &mounts, &env, &command);

@@ -288,6 +288,7 @@ impl WorkDir {
             });
         }
         for dir in [
+            work.read_only(),
             work.inputs(),
             work.out(),
             work.prompts(),
@@ -304,9 +305,16 @@ impl WorkDir {
         &self.root
     }
 
+    /// What the script may read but not change: `$in` and `$prompts`, under one directory
+    /// so the sandbox makes both read-only with one bind mount (each costs bubblewrap a
+    /// mount, a remount and a pass over the mount table: issue 6, B3).
+    pub(crate) fn read_only(&self) -> PathBuf {
+        self.root.join("ro")
+    }
+
     /// `$in`.
     pub(crate) fn inputs(&self) -> PathBuf {
-        self.root.join("in")
+        self.read_only().join("in")
     }
 
     /// `$out`.
@@ -316,7 +324,7 @@ impl WorkDir {
 
     /// `$prompts`.
     pub(crate) fn prompts(&self) -> PathBuf {
-        self.root.join("prompts")
+        self.read_only().join("prompts")
     }
 
     /// `$TMPDIR`.
