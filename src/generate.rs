@@ -402,10 +402,6 @@ fn schedule(
         Ok((s, _)) => s,
         Err(p) => p.into_inner().0,
     };
-    let commit_now = |st: &State, dependents: &[Vec<usize>]| {
-        let staged: Vec<usize> = st.staged.iter().map(|(i, _)| *i).collect();
-        commit_now(&staged, &st.running, &st.outcomes, dependents)
-    };
     // Records a node's final outcome (under the state lock).
     let finish = |st: &mut State, i: usize, outcome: Outcome| {
         st.running.remove(&i);
@@ -427,13 +423,14 @@ fn schedule(
                     if !st.staged.is_empty() {
                         let since = *first_staged.get_or_insert_with(Instant::now);
                         let lingered = since.elapsed();
-                        if lingered >= LINGER || commit_now(&st, &dependents) {
+                        if lingered >= LINGER
+                            || commit_now(&st.staged, &st.running, &st.outcomes, &dependents)
+                        {
                             break Some(std::mem::take(&mut st.staged));
                         }
                         st = wait_for(st, LINGER - lingered);
                         continue;
                     }
-                    first_staged = None;
                     if st.done == total {
                         break None;
                     }
@@ -523,15 +520,15 @@ fn schedule(
 /// Whether the `staged` outputs should be committed now rather than gathered a little
 /// longer: a node not started yet waits for one of them, no script is running (`running`
 /// holds the staged nodes too: nothing more will come meanwhile), or the batch is full.
-fn commit_now<T>(
-    staged: &[usize],
+fn commit_now<S, T>(
+    staged: &[(usize, S)],
     running: &BTreeSet<usize>,
     outcomes: &[Option<T>],
     dependents: &[Vec<usize>],
 ) -> bool {
     staged.len() >= BATCH_MAX
         || running.len() == staged.len()
-        || staged.iter().any(|&i| {
+        || staged.iter().any(|&(i, _)| {
             dependents[i]
                 .iter()
                 .any(|&d| outcomes[d].is_none() && !running.contains(&d))
@@ -708,30 +705,30 @@ mod commit_batching {
     fn gathers_while_scripts_run_and_nothing_waits() {
         let running: BTreeSet<usize> = [1, 3].into();
         let outcomes: Vec<Option<()>> = vec![Some(()), None, Some(()), None];
-        assert!(!commit_now(&[1], &running, &outcomes, &dependents()));
+        assert!(!commit_now(&[(1, ())], &running, &outcomes, &dependents()));
     }
 
     #[test]
     fn commits_at_once_when_a_dependent_waits() {
         let running: BTreeSet<usize> = [0, 1].into();
         let outcomes: Vec<Option<()>> = vec![None, None, None, Some(())];
-        assert!(commit_now(&[0], &running, &outcomes, &dependents()));
+        assert!(commit_now(&[(0, ())], &running, &outcomes, &dependents()));
         // A dependent already finished (skipped) does not wait.
         let outcomes: Vec<Option<()>> = vec![None, None, Some(()), Some(())];
-        assert!(!commit_now(&[0], &running, &outcomes, &dependents()));
+        assert!(!commit_now(&[(0, ())], &running, &outcomes, &dependents()));
     }
 
     #[test]
     fn commits_at_once_when_no_script_runs() {
         let running: BTreeSet<usize> = [1].into();
         let outcomes: Vec<Option<()>> = vec![Some(()), None, Some(()), Some(())];
-        assert!(commit_now(&[1], &running, &outcomes, &dependents()));
+        assert!(commit_now(&[(1, ())], &running, &outcomes, &dependents()));
     }
 
     #[test]
     fn commits_a_full_batch() {
-        let staged: Vec<usize> = (0..BATCH_MAX).collect();
-        let mut running: BTreeSet<usize> = staged.iter().copied().collect();
+        let staged: Vec<(usize, ())> = (0..BATCH_MAX).map(|i| (i, ())).collect();
+        let mut running: BTreeSet<usize> = (0..BATCH_MAX).collect();
         running.insert(BATCH_MAX);
         let outcomes: Vec<Option<()>> = vec![None; BATCH_MAX + 1];
         let dependents = vec![Vec::new(); BATCH_MAX + 1];

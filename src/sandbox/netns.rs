@@ -74,8 +74,9 @@ fn setns(fd: &OwnedFd) -> io::Result<()> {
 impl SharedNetns {
     /// Creates the namespace and checks that it is a new one holding only `lo`.
     pub(crate) fn create() -> io::Result<SharedNetns> {
-        let home = OwnedFd::from(File::open("/proc/self/ns/net")?);
-        let ours = fs::metadata("/proc/self/ns/net")?.ino();
+        let home = File::open("/proc/self/ns/net")?;
+        let ours = home.metadata()?.ino();
+        let home = OwnedFd::from(home);
         let worker = std::thread::Builder::new()
             .name(String::from("vars-netns"))
             .spawn(move || -> io::Result<OwnedFd> {

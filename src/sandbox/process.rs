@@ -245,8 +245,9 @@ impl Tail {
     }
 }
 
-/// Sets close-on-exec on every descriptor above stderr. Called between fork and exec, so
-/// only async-signal-safe system calls: `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11), else
+/// Sets close-on-exec on every descriptor above stderr. Called between fork and exec (and in
+/// this process before a spawn without a hook), so only async-signal-safe system calls:
+/// `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11), else
 /// `fcntl` on each possible descriptor below the soft `RLIMIT_NOFILE` (at most 65 536).
 /// Marking instead of closing keeps the standard library's own exec-error pipe working.
 fn mark_inherited_fds_cloexec() {
