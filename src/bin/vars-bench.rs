@@ -18,6 +18,7 @@
 //! The `sops` loops cost tens of milliseconds per file: each round runs them over a sample of
 //! the files and the table scales the time to the whole case (it says so).
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
@@ -796,6 +797,53 @@ fn cases(env: &mut Env) -> Res<()> {
     Ok(())
 }
 
+/// A shell loop running `sops` once per file: `bash SCRIPT SOPS INPUTS… OUT FILES…`, with
+/// `SOPS_AGE_KEY_FILE` set when given. The sops executable and its wrapper script run the
+/// same loop.
+struct SopsLoop<'a> {
+    script: &'a Path,
+    inputs: Vec<&'a OsStr>,
+    key_file: Option<&'a Path>,
+}
+
+impl<'a> SopsLoop<'a> {
+    /// The loop with `sops` over `files`, writing into `out` (emptied before every round);
+    /// its time is scaled to the case's 1000 files.
+    fn variant(
+        &self,
+        key: &'static str,
+        label: String,
+        sops: &'a Path,
+        out: &'a Path,
+        files: &'a [String],
+    ) -> Variant<'a> {
+        let (script, inputs, key_file) = (self.script, self.inputs.clone(), self.key_file);
+        Variant {
+            key,
+            label,
+            measured_items: files.len(),
+            case_items: BULK_FILES,
+            prep: Box::new(move || reset_dir(out)),
+            cmd: Box::new(move || {
+                let mut c = Command::new("bash");
+                c.arg(script).arg(sops).args(&inputs).arg(out).args(files);
+                if let Some(key_file) = key_file {
+                    c.env("SOPS_AGE_KEY_FILE", key_file);
+                }
+                c
+            }),
+            engine: false,
+        }
+    }
+}
+
+fn wrapper_label(wrapper: &Path) -> String {
+    format!(
+        "the same, with PATH's sops ({}, a wrapper script)",
+        wrapper.display()
+    )
+}
+
 fn bulk_names() -> Vec<String> {
     (0..BULK_FILES).map(|i| format!("f{i:04}")).collect()
 }
@@ -866,6 +914,11 @@ fn b1(env: &mut Env, repo: &Path) -> Res<()> {
             .arg(env.keys.admin_identity());
         c
     };
+    let sops_loop = SopsLoop {
+        script: &loop_sh,
+        inputs: vec![OsStr::new(&recipients), plain.as_os_str()],
+        key_file: None,
+    };
     let variants = vec![
         Variant {
             key: "vars",
@@ -887,55 +940,23 @@ fn b1(env: &mut Env, repo: &Path) -> Res<()> {
             cmd: Box::new(|| generate(&tmpfs_repo)),
             engine: true,
         },
-        Variant {
-            key: "sops",
-            label: "sops --encrypt --age R1,R2,R3 once per file".into(),
-            measured_items: sample.len(),
-            case_items: BULK_FILES,
-            prep: Box::new(|| reset_dir(&sealed)),
-            cmd: Box::new(|| {
-                let mut c = Command::new("bash");
-                c.arg(&loop_sh)
-                    .arg(&env.sops)
-                    .arg(&recipients)
-                    .arg(&plain)
-                    .arg(&sealed)
-                    .args(&sample);
-                c
-            }),
-            engine: false,
-        },
+        sops_loop.variant(
+            "sops",
+            "sops --encrypt --age R1,R2,R3 once per file".into(),
+            &env.sops,
+            &sealed,
+            &sample,
+        ),
     ];
     let mut variants = variants;
     if let Some(wrapper) = wrapper.as_deref() {
-        let (loop_sh, recipients, plain, sealed_wrapper, wrapper_sample) = (
-            &loop_sh,
-            &recipients,
-            &plain,
+        variants.push(sops_loop.variant(
+            "sops-wrapper",
+            wrapper_label(wrapper),
+            wrapper,
             &sealed_wrapper,
             &wrapper_sample,
-        );
-        variants.push(Variant {
-            key: "sops-wrapper",
-            label: format!(
-                "the same, with PATH's sops ({}, a wrapper script)",
-                wrapper.display()
-            ),
-            measured_items: wrapper_sample.len(),
-            case_items: BULK_FILES,
-            prep: Box::new(move || reset_dir(sealed_wrapper)),
-            cmd: Box::new(move || {
-                let mut c = Command::new("bash");
-                c.arg(loop_sh)
-                    .arg(wrapper)
-                    .arg(recipients)
-                    .arg(plain)
-                    .arg(sealed_wrapper)
-                    .args(wrapper_sample);
-                c
-            }),
-            engine: false,
-        });
+        ));
     }
     variants.push(Variant {
         key: "script",
@@ -1071,53 +1092,26 @@ fn b2(env: &mut Env, repo: &Path) -> Res<()> {
             engine: true,
         });
     }
-    variants.push(Variant {
-        key: "sops",
-        label: "sops --decrypt + chmod once per file".into(),
-        measured_items: sops_sample.len(),
-        case_items: BULK_FILES,
-        prep: Box::new(|| reset_dir(&sops_out)),
-        cmd: Box::new(|| {
-            let mut c = Command::new("bash");
-            c.arg(&sops_sh)
-                .arg(&env.sops)
-                .arg(&store_files)
-                .arg(&sops_out)
-                .args(&sops_sample)
-                .env("SOPS_AGE_KEY_FILE", &machine_key);
-            c
-        }),
-        engine: false,
-    });
+    let sops_loop = SopsLoop {
+        script: &sops_sh,
+        inputs: vec![store_files.as_os_str()],
+        key_file: Some(&machine_key),
+    };
+    variants.push(sops_loop.variant(
+        "sops",
+        "sops --decrypt + chmod once per file".into(),
+        &env.sops,
+        &sops_out,
+        &sops_sample,
+    ));
     if let Some(wrapper) = wrapper.as_deref() {
-        let (sops_sh, store_files, wrapper_out, wrapper_sample, machine_key) = (
-            &sops_sh,
-            &store_files,
+        variants.push(sops_loop.variant(
+            "sops-wrapper",
+            wrapper_label(wrapper),
+            wrapper,
             &wrapper_out,
             &wrapper_sample,
-            &machine_key,
-        );
-        variants.push(Variant {
-            key: "sops-wrapper",
-            label: format!(
-                "the same, with PATH's sops ({}, a wrapper script)",
-                wrapper.display()
-            ),
-            measured_items: wrapper_sample.len(),
-            case_items: BULK_FILES,
-            prep: Box::new(move || reset_dir(wrapper_out)),
-            cmd: Box::new(move || {
-                let mut c = Command::new("bash");
-                c.arg(sops_sh)
-                    .arg(wrapper)
-                    .arg(store_files)
-                    .arg(wrapper_out)
-                    .args(wrapper_sample)
-                    .env("SOPS_AGE_KEY_FILE", machine_key);
-                c
-            }),
-            engine: false,
-        });
+        ));
     }
     variants.push(Variant {
         key: "age",
